@@ -1,0 +1,186 @@
+"""Experiment specs: one JSON file per write-up in tune/experiments/, validated on load.
+
+A spec says what is compared and how: data sizes, model, each optimizer's search space,
+the tuning budget (trials, epochs, ASHA), the tuning metric, the final runs, and what the
+write-up itself reported, so the report can show it beside our numbers.
+"""
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import optim
+from models import DataSpec
+from tune.space import validate_space
+from tune.study import StudyBudget
+
+SPEC_DIR = Path(__file__).parent / "experiments"
+BASELINE = "adam"
+METRIC_MODES = {"val_loss": "min", "val_acc": "max"}
+SMOKE = {"num_samples": 3, "tune_epochs": 3, "final_epochs": 3, "seeds": 2}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be run; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class FinalRuns:
+    epochs: int = 50
+    seeds: int = 10
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    title: str
+    seed_file: str
+    hypothesis: str
+    optimizers: dict  # name -> search space (data, see tune.space)
+    data: DataSpec = DataSpec()
+    hidden: tuple = (100, 100)
+    batch_size: int = 100
+    tuning: StudyBudget = StudyBudget()
+    final: FinalRuns = FinalRuns()
+    reported: dict = field(default_factory=dict)  # optimizer -> the write-up's best hyperparameters
+    reported_metrics: dict = field(default_factory=dict)  # optimizer -> {metric: value}
+    reported_verdict: str = ""  # the write-up's own conclusion: "supported" / "not supported"
+    choices: tuple = ()  # what this spec chose where the write-up was silent
+
+    @property
+    def candidates(self) -> list[str]:
+        return [name for name in self.optimizers if name != BASELINE]
+
+    def fixed_config(self) -> dict:
+        """Config keys shared by every run of the experiment."""
+        return {"hidden": list(self.hidden), "batch_size": self.batch_size}
+
+    def to_dict(self) -> dict:
+        spec = asdict(self)
+        spec["model"] = {"hidden": list(spec.pop("hidden"))}
+        spec["choices"] = list(self.choices)
+        return spec
+
+    def with_budget(self, num_samples=None, seeds=None, smoke=False) -> "ExperimentSpec":
+        """The same experiment with budgets overridden (for every optimizer alike)."""
+        tuning, final = self.tuning, self.final
+        if smoke:
+            tuning = replace(tuning, num_samples=SMOKE["num_samples"], epochs=SMOKE["tune_epochs"],
+                             grace_period=1)
+            final = FinalRuns(epochs=SMOKE["final_epochs"], seeds=SMOKE["seeds"])
+        if num_samples is not None:
+            tuning = replace(tuning, num_samples=num_samples)
+        if seeds is not None:
+            final = replace(final, seeds=seeds)
+        return replace(self, tuning=tuning, final=final)
+
+
+def _require(condition: bool, where: str, message: str) -> None:
+    if not condition:
+        raise SpecError(f"{where}: {message}")
+
+
+def _positive_int(value, where: str) -> int:
+    _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, where,
+             f"must be a positive integer, got {value!r}")
+    return value
+
+
+def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
+    """Validate `raw` (the JSON form) and build the spec; SpecError names the bad field."""
+    _require(isinstance(raw, dict), where, "must be a JSON object")
+    known = {"name", "title", "seed_file", "hypothesis", "data", "model", "batch_size", "optimizers",
+             "tuning", "final", "reported", "reported_metrics", "reported_verdict", "choices"}
+    unknown = sorted(set(raw) - known)
+    _require(not unknown, where, f"unknown field(s) {', '.join(unknown)}")
+    for key in ("name", "title", "seed_file", "hypothesis"):
+        _require(isinstance(raw.get(key), str) and raw[key].strip() != "", f"{where}.{key}", "must be a non-empty string")
+    where = f"spec {raw['name']}"
+
+    try:
+        data = DataSpec(**raw.get("data", {}))
+    except (TypeError, ValueError) as error:
+        raise SpecError(f"{where}.data: {error}") from None
+    hidden = raw.get("model", {}).get("hidden", [100, 100])
+    _require(isinstance(hidden, list) and hidden != [], f"{where}.model.hidden", "must be a non-empty list of widths")
+    for width in hidden:
+        _positive_int(width, f"{where}.model.hidden")
+
+    optimizers = raw.get("optimizers")
+    _require(isinstance(optimizers, dict) and len(optimizers) >= 2, f"{where}.optimizers",
+             "must map at least two optimizer names to search spaces")
+    _require(BASELINE in optimizers, f"{where}.optimizers", f"must include the baseline {BASELINE!r}")
+    for name, space in optimizers.items():
+        at = f"{where}.optimizers.{name}"
+        _require(name in optim.HPARAMS, at, f"unknown optimizer; known: {', '.join(optim.OPTIMIZERS)}")
+        try:
+            validate_space(space, at)
+        except ValueError as error:
+            raise SpecError(str(error)) from None
+        _require("lr" in space, at, "must tune lr")
+        extra = sorted(set(space) - {"lr"} - set(optim.HPARAMS[name]))
+        _require(not extra, at, f"{name} has no hyperparameter(s) {', '.join(extra)}")
+        _require(space["lr"] == optimizers[BASELINE]["lr"], f"{at}.lr",
+                 "every optimizer must search the same lr range as the baseline")
+        _check_bounds(name, space, at)
+
+    tuning_raw = dict(raw.get("tuning", {}))
+    for key in ("num_samples", "epochs", "grace_period", "reduction_factor"):
+        if key in tuning_raw:
+            _positive_int(tuning_raw[key], f"{where}.tuning.{key}")
+    try:
+        tuning = StudyBudget(**tuning_raw)
+    except TypeError as error:
+        raise SpecError(f"{where}.tuning: {error}") from None
+    _require(tuning.metric in METRIC_MODES, f"{where}.tuning.metric", f"must be one of {', '.join(METRIC_MODES)}")
+    _require(tuning.mode == METRIC_MODES[tuning.metric], f"{where}.tuning.mode",
+             f"{tuning.metric} is optimised with mode {METRIC_MODES[tuning.metric]!r}")
+    _require(tuning.grace_period <= tuning.epochs, f"{where}.tuning.grace_period", "must not exceed tuning.epochs")
+    _require(tuning.reduction_factor >= 2, f"{where}.tuning.reduction_factor", "must be at least 2")
+
+    final_raw = raw.get("final", {})
+    for key in ("epochs", "seeds"):
+        if key in final_raw:
+            _positive_int(final_raw[key], f"{where}.final.{key}")
+    try:
+        final = FinalRuns(**final_raw)
+    except TypeError as error:
+        raise SpecError(f"{where}.final: {error}") from None
+
+    batch_size = _positive_int(raw.get("batch_size", 100), f"{where}.batch_size")
+    verdict = raw.get("reported_verdict", "")
+    _require(verdict in ("", "supported", "not supported"), f"{where}.reported_verdict",
+             "must be 'supported' or 'not supported'")
+    return ExperimentSpec(
+        name=raw["name"], title=raw["title"], seed_file=raw["seed_file"], hypothesis=raw["hypothesis"],
+        optimizers=optimizers, data=data, hidden=tuple(hidden), batch_size=batch_size, tuning=tuning,
+        final=final, reported=raw.get("reported", {}), reported_metrics=raw.get("reported_metrics", {}),
+        reported_verdict=verdict, choices=tuple(raw.get("choices", ())),
+    )
+
+
+def _check_bounds(name: str, space: dict, where: str) -> None:
+    """Hyperparameter ranges the optimizer itself would reject (e.g. rank 0, beta 1)."""
+    lows = {"inversion_frequency": 1, "rank": 1, "beta": 0, "norm_eps": 0}
+    for key, dist in space.items():
+        if key in lows and dist["type"] != "choice":
+            _require(dist["low"] >= lows[key], f"{where}.{key}", f"low must be >= {lows[key]}, got {dist['low']}")
+        if key == "beta" and dist["type"] != "choice":
+            _require(dist["high"] < 1, f"{where}.beta", f"high must be < 1, got {dist['high']}")
+        if key == "lr" and dist["type"] != "choice":
+            _require(dist["low"] > 0, f"{where}.lr", f"low must be > 0, got {dist['low']}")
+
+
+def load_spec(path: Path | str) -> ExperimentSpec:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise SpecError(f"{path}: cannot read spec ({error})") from None
+    return from_dict(raw, where=str(path))
+
+
+def builtin_specs() -> dict[str, ExperimentSpec]:
+    """The six experiments shipped with the project, by name, the benchmark last."""
+    specs = [load_spec(path) for path in sorted(SPEC_DIR.glob("*.json"))]
+    specs.sort(key=lambda spec: spec.name == "benchmark")
+    return {spec.name: spec for spec in specs}

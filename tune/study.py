@@ -1,0 +1,92 @@
+"""Ray Tune runs: a tuning study (OptunaSearch TPE + ASHA) and the paired final runs."""
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from tune.progress import Progress
+from tune.space import to_tune
+from tune.trainable import trainable
+
+MAX_FAILURES = 2  # a crashed trial (lost node, killed worker) is retried from its last checkpoint
+
+
+@dataclass(frozen=True)
+class StudyBudget:
+    num_samples: int = 30
+    epochs: int = 25
+    metric: str = "val_loss"
+    mode: str = "min"
+    grace_period: int = 1
+    reduction_factor: int = 3
+
+
+def run_config(name: str, storage: Path, progress: Progress) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=name,
+        storage_path=str(Path(storage).resolve()),
+        verbose=0,
+        callbacks=[progress],
+        failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+    )
+
+
+def run_study(name: str, storage: Path, data, space: dict, fixed: dict, budget: StudyBudget,
+              seed: int, max_concurrent: int, label: str = "") -> tune.ResultGrid:
+    """Tune `space` (data, see tune.space) with every other config key taken from `fixed`.
+
+    The search sees the validation split only. `max_concurrent` should be the CPUs available:
+    without it OptunaSearch keeps a single trial pending and the other cores idle.
+    """
+    progress = Progress(label or name, budget.num_samples, budget.metric, budget.mode, budget.epochs)
+    tuner = tune.Tuner(
+        trainable(data),
+        param_space={**fixed, "epochs": budget.epochs, "eval_test": False, **to_tune(space)},
+        tune_config=tune.TuneConfig(
+            metric=budget.metric,
+            mode=budget.mode,
+            search_alg=OptunaSearch(seed=seed),  # TPE is Optuna's default sampler
+            scheduler=ASHAScheduler(time_attr="epoch", max_t=budget.epochs,
+                                    grace_period=budget.grace_period, reduction_factor=budget.reduction_factor),
+            num_samples=budget.num_samples,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
+        ),
+        run_config=run_config(name, storage, progress),
+    )
+    return tuner.fit()
+
+
+def run_final(name: str, storage: Path, data, runs: list[dict], max_concurrent: int,
+              label: str = "") -> tune.ResultGrid:
+    """Train each full config in `runs` once (no search, no early stopping)."""
+    progress = Progress(label or name, len(runs), "val_loss", "min", max(run["epochs"] for run in runs))
+    tuner = tune.Tuner(
+        trainable(data),
+        param_space={"run": tune.grid_search(runs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
+        run_config=run_config(name, storage, progress),
+    )
+    return tuner.fit()
+
+
+def best_config(results: tune.ResultGrid, budget: StudyBudget, space: dict) -> dict:
+    """The tuned values of the best trial among those that trained the full budget.
+
+    Trials ASHA stopped early are compared only if none finished: a loss after 3 epochs
+    is not comparable with one after 25.
+    """
+    finished = [r for r in results if r.metrics and r.metrics.get("epoch") == budget.epochs]
+    candidates = finished or [r for r in results if r.metrics]
+    sign = 1 if budget.mode == "min" else -1
+
+    def score(result):
+        value = result.metrics.get(budget.metric, math.nan)
+        return sign * value if math.isfinite(value) else math.inf
+
+    best = min(candidates, key=score)
+    return {key: best.config[key] for key in space}
