@@ -8,7 +8,8 @@ experiment folders `<run>/<experiment>/{tune-<optimizer>,final}/<trial>/result.j
 
 curves columns
     experiment, optimizer, phase ("tune" | "final"), trial_id, seed, epoch (from 1),
-    train_loss, val_loss, val_acc, test_loss, test_acc (NaN while tuning: tuning never sees test),
+    train_loss, val_loss, val_acc, test_loss, test_acc (NaN while tuning: tuning never sees test;
+    final runs also have an epoch-0 row, measured at initialisation, before any step),
     diverged (a diverged trial's last row has val_loss = inf), epoch_time (s of training),
     node_id (Ray node the trial ran on), max_epochs (the trial's budget),
     lr, inversion_frequency, beta, norm_eps, rank (NaN where the optimizer has no such knob)
@@ -68,7 +69,7 @@ def curves_from_ray(experiment_folder: Path, experiment: str, phase: str) -> pd.
 def tidy_curves(curves: pd.DataFrame) -> pd.DataFrame:
     """Column order and types fixed; a trial restored from a checkpoint re-reports the
     epochs after that checkpoint, so only the last report of each epoch is kept."""
-    curves = curves.drop_duplicates(["experiment", "phase", "trial_id", "epoch"], keep="last")
+    curves = curves.drop_duplicates(["experiment", "phase", "optimizer", "trial_id", "epoch"], keep="last")
     curves = curves.astype({"seed": "int64", "epoch": "int64", "diverged": "bool", "max_epochs": "int64"})
     curves[CONFIG_COLUMNS] = curves[CONFIG_COLUMNS].astype("float64")
     return curves.sort_values(["experiment", "phase", "optimizer", "trial_id", "epoch"]).reset_index(drop=True)[CURVE_COLUMNS]
@@ -91,11 +92,12 @@ def trials_from_curves(curves: pd.DataFrame) -> pd.DataFrame:
     """One row per trial: its config, its last epoch's metrics and what ended it."""
     if curves.empty:
         return pd.DataFrame(columns=TRIAL_COLUMNS)
-    groups = curves.groupby(["experiment", "phase", "trial_id"], sort=False)
+    groups = curves.groupby(["experiment", "phase", "optimizer", "trial_id"], sort=False)
     trials = groups.last()  # rows are sorted by epoch within a trial
     trials["epochs"] = groups["epoch"].max()
-    trials["best_val_loss"] = groups["val_loss"].min()
-    trials["best_val_acc"] = groups["val_acc"].max()
+    trained = curves[curves["epoch"] > 0].groupby(["experiment", "phase", "optimizer", "trial_id"], sort=False)
+    trials["best_val_loss"] = trained["val_loss"].min()
+    trials["best_val_acc"] = trained["val_acc"].max()
     trials["diverged"] = groups["diverged"].any()
     trials["train_time"] = groups["epoch_time"].sum()
     trials = trials.reset_index()

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 BASELINE = "adam"
+EQUIVALENCE_FRACTION = 0.01  # |effect| below this share of Adam's mean counts as no benefit
 CONFIG_COLUMNS = ("lr", "inversion_frequency", "beta", "norm_eps", "rank")
 METRIC_COLUMNS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
 
@@ -114,21 +115,23 @@ def time_to_target(clock, losses, target: float) -> float:
 
 
 def verdict(improvement_ci, p_value: float, n_pairs: int, baseline_mean: float,
-            alpha: float = 0.05, equivalence_fraction: float = 0.01,
-            min_pairs: int = 3) -> tuple[str, str]:
+            alpha: float = 0.05, equivalence_fraction: float = EQUIVALENCE_FRACTION,
+            min_pairs: int = 3, fmt=lambda value: f"{value:.3g}") -> tuple[str, str]:
     """The report's verdict rule, applied to the CI of the mean improvement
-    (positive = candidate better). Returns (label, reason)."""
+    (positive = candidate better). Returns (label, reason); `fmt` writes the
+    equivalence margin in the metric's units."""
     low, high = improvement_ci
     margin = equivalence_fraction * abs(baseline_mean)
     if n_pairs < min_pairs or not np.isfinite([low, high, p_value]).all():
-        return INCONCLUSIVE, f"only {n_pairs} usable paired seeds (need {min_pairs})"
+        return INCONCLUSIVE, f"only {n_pairs} usable paired seeds; at least {min_pairs} needed"
     if p_value < alpha and low > 0:
         return SUPPORTED, f"p = {p_value:.3g} < {alpha} and the CI lies above 0"
     if p_value < alpha and high < 0:
-        return NOT_SUPPORTED, f"p = {p_value:.3g} < {alpha} and the CI lies below 0 (Adam better)"
+        return NOT_SUPPORTED, f"p = {p_value:.3g} < {alpha} and the CI lies below 0: Adam is better"
     if -margin <= low and high <= margin:
-        return NOT_SUPPORTED, f"the CI lies within ±{margin:.3g} (1% of Adam's mean): no practical benefit"
-    return INCONCLUSIVE, f"p = {p_value:.3g} and the CI is neither clear of 0 nor within ±{margin:.3g}"
+        return NOT_SUPPORTED, (f"the CI lies within ±{fmt(margin)} ({equivalence_fraction:.0%} "
+                               "of Adam's mean): no practical benefit")
+    return INCONCLUSIVE, f"p = {p_value:.3g} and the CI is neither clear of 0 nor within ±{fmt(margin)}"
 
 
 # --- frame functions -------------------------------------------------------
@@ -137,8 +140,9 @@ def per_seed_metrics(curves: pd.DataFrame, selection_metric: str = "val_loss") -
     """One row per experiment, optimizer and seed of the final runs.
 
     Metric columns hold the last epoch's values; best_* columns hold the values
-    at the epoch with the best finite `selection_metric`. If a seed was run
-    twice, the longer run is kept.
+    at the trained epoch (epoch >= 1; final runs also log epoch 0, before any
+    step) with the best finite `selection_metric`. If a seed was run twice, the
+    longer run is kept.
     """
     final = curves[curves["phase"] == "final"]
     rows = []
@@ -151,14 +155,15 @@ def per_seed_metrics(curves: pd.DataFrame, selection_metric: str = "val_loss") -
                "diverged": bool(run["diverged"].any())}
         row.update({column: float(last[column]) for column in METRIC_COLUMNS})
         selection = run[selection_metric].to_numpy(dtype=float)
-        selection = np.where(np.isfinite(selection), selection, np.nan)
+        trained = run["epoch"].to_numpy() >= 1
+        selection = np.where(np.isfinite(selection) & trained, selection, np.nan)
         if np.isnan(selection).all():
             row.update(dict.fromkeys(BEST_COLUMNS, np.nan))
         else:
             pick = np.nanargmax if higher_is_better(selection_metric) else np.nanargmin
             best = run.iloc[int(pick(selection))]
             row["best_epoch"] = int(best["epoch"])
-            row.update({f"best_{m}": float(best[m]) for m in ("val_loss", "val_acc", "test_loss", "test_acc")})
+            row.update({f"best_{m}": float(best[m]) for m in METRIC_COLUMNS if m != "train_loss"})
         rows.append(row)
     frame = pd.DataFrame(rows, columns=PER_SEED_COLUMNS)
     # typed even when empty, so callers can test values with numpy
@@ -203,9 +208,9 @@ class PairedComparison:
 
 def compare_paired(per_seed: pd.DataFrame, metric: str, candidate: str,
                    baseline: str = BASELINE, higher_better: bool | None = None,
-                   seed: int = 0) -> PairedComparison:
+                   seed: int = 0, fmt=lambda value: f"{value:.3g}") -> PairedComparison:
     """Paired difference, bootstrap CI, probability of improvement, permutation
-    p-value and verdict for one candidate in one experiment."""
+    p-value and verdict for one candidate in one experiment (`fmt` as in verdict)."""
     if higher_better is None:
         higher_better = higher_is_better(metric)
     pairs = paired_differences(per_seed, metric, candidate, baseline)
@@ -216,7 +221,7 @@ def compare_paired(per_seed: pd.DataFrame, metric: str, candidate: str,
     low, high = bootstrap_ci(improvement, seed=seed)
     p_value = permutation_test(improvement, seed=seed)
     baseline_mean = float(kept["baseline"].mean()) if len(kept) else float("nan")
-    label, reason = verdict((low, high), p_value, len(kept), baseline_mean)
+    label, reason = verdict((low, high), p_value, len(kept), baseline_mean, fmt=fmt)
     return PairedComparison(
         candidate=candidate, baseline=baseline, metric=metric, higher_better=higher_better,
         n_pairs=len(kept), n_dropped=int((~usable).sum()),
@@ -231,8 +236,10 @@ def compare_paired(per_seed: pd.DataFrame, metric: str, candidate: str,
 
 
 def mean_epoch_time(curves: pd.DataFrame) -> pd.Series:
-    """Mean wall time (s) of one training epoch, per optimizer."""
-    return curves.groupby("optimizer")["epoch_time"].mean()
+    """Mean wall time (s) of one training epoch, per optimizer (epoch 0, the
+    evaluation before training, is left out)."""
+    trained = curves[curves["epoch"] >= 1]
+    return trained.groupby("optimizer")["epoch_time"].mean()
 
 
 def epochs_to_target(curves: pd.DataFrame, target: float, loss: str = "val_loss") -> pd.DataFrame:

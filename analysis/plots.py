@@ -266,7 +266,9 @@ def plot_benchmark(per_seed: pd.DataFrame, metric: str = "test_loss", ax=None,
                    alpha=0.6)
     ax.set_yticks(range(len(order)), order)
     ax.set_ylim(len(order) - 0.5, -0.6)
-    ax.set_title(title or f"Final {metric}: mean and {confidence:.0%} CI", fontsize=10)
+    readable = metric.replace("_acc", " accuracy").replace("_", " ")
+    ax.set_title(title or f"Final {readable}: mean and {confidence:.0%} CI (dashed: adam)",
+                 fontsize=10)
     ax.set_xlabel(AXIS_LABELS.get(metric, metric))
     ax.grid(True, axis="x", alpha=0.35)
     return ax

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 
 from . import plots
-from .metrics import (BASELINE, CONFIG_COLUMNS, INCONCLUSIVE, PairedComparison, bootstrap_ci,
-                      compare_paired, epochs_to_target, higher_is_better, mean_epoch_time,
-                      per_seed_metrics)
+from .load import load_run, trials_from_curves
+from .metrics import (BASELINE, CONFIG_COLUMNS, EQUIVALENCE_FRACTION, INCONCLUSIVE,
+                      PairedComparison, bootstrap_ci, compare_paired, epochs_to_target,
+                      higher_is_better, mean_epoch_time, per_seed_metrics)
 
 BENCHMARK = "benchmark"
 ALPHA = 0.05
-EQUIVALENCE = "1 %"
 
 VERDICT_RULE = f"""\
 **Verdict rule.** For each candidate, d is the per-seed paired difference on the primary
@@ -28,63 +28,32 @@ signed so that positive means the candidate is better than Adam. CI is the 95 % 
 bootstrap CI of mean d (10,000 resamples), p the two-sided paired sign-flip permutation
 p-value (exact for up to 16 seeds). The hypothesis is **supported** if p < {ALPHA} and the CI lies
 above 0; **not supported** if p < {ALPHA} and the CI lies below 0 (Adam better), or if the whole
-CI lies within ±δ with δ = {EQUIVALENCE} of Adam's mean primary metric (practically equivalent,
-so no benefit); **inconclusive** otherwise, and whenever fewer than 3 paired seeds are usable.
+CI lies within ±δ with δ = {EQUIVALENCE_FRACTION:.0%} of Adam's mean primary metric
+(practically equivalent, so no benefit); **inconclusive** otherwise, and whenever fewer than 3 paired seeds are usable.
 The rules are checked in that order. Seeds where either run has a non-finite value (diverged)
 are left out of the pair count and reported. P(better) is the fraction of paired seeds on
-which the candidate is better (ties count half). p-values are not corrected for the several
-comparisons in the benchmark."""
+which the candidate is better (ties count half). With few seeds the percentile bootstrap CI
+is too narrow; the permutation p, which cannot fall below 2^(1−n) for n seeds, guards against
+that. p-values are not corrected for the several comparisons in the benchmark."""
 
 
 # --- loading ---------------------------------------------------------------
 
 def read_curves(run_dir) -> pd.DataFrame:
-    path = Path(run_dir) / "curves.parquet"
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=_CURVE_COLUMNS)
+    """curves.parquet, or the curves rebuilt from Ray's folders when it is missing."""
+    return load_run(run_dir)
 
 
-def read_trials(run_dir, curves: pd.DataFrame | None = None) -> pd.DataFrame:
-    """trials.parquet, or a frame derived from the curves when it is missing."""
+def read_trials(run_dir, curves: pd.DataFrame) -> pd.DataFrame:
+    """trials.parquet, or one row per trial derived from `curves` when it is missing."""
     path = Path(run_dir) / "trials.parquet"
-    if path.exists():
-        return pd.read_parquet(path)
-    return trials_from_curves(read_curves(run_dir) if curves is None else curves)
+    return pd.read_parquet(path) if path.exists() else trials_from_curves(curves)
 
 
 def read_specs(run_dir) -> dict[str, dict]:
     """Every <run>/<experiment>/spec.json, keyed by the folder name."""
     return {path.parent.name: json.loads(path.read_text())
             for path in sorted(Path(run_dir).glob("*/spec.json"))}
-
-
-_CURVE_COLUMNS = ["experiment", "optimizer", "phase", "trial_id", "seed", "epoch",
-                  "train_loss", "val_loss", "val_acc", "test_loss", "test_acc", "diverged",
-                  "epoch_time", "node_id", *CONFIG_COLUMNS]
-
-
-def trials_from_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    """One row per trial (last epoch's values), for runs without trials.parquet.
-    A trial counts as pruned if it stopped before its phase's longest trial."""
-    rows = []
-    keys = ["experiment", "optimizer", "phase", "trial_id"]
-    for (experiment, optimizer, phase, trial_id), run in curves.groupby(keys, sort=True):
-        run = run.sort_values("epoch")
-        last = run.iloc[-1]
-        row = {"experiment": experiment, "optimizer": optimizer, "phase": phase,
-               "trial_id": trial_id, "seed": last["seed"], "epochs": int(last["epoch"]),
-               "diverged": bool(run["diverged"].any()), "train_time": run["epoch_time"].sum(),
-               "best_val_loss": run["val_loss"].replace(np.inf, np.nan).min(),
-               "best_val_acc": run["val_acc"].max()}
-        row.update({c: last[c] for c in (*CONFIG_COLUMNS, "train_loss", "val_loss", "val_acc",
-                                         "test_loss", "test_acc") if c in run})
-        rows.append(row)
-    trials = pd.DataFrame(rows, columns=["experiment", "optimizer", "phase", "trial_id", "seed",
-                                         *CONFIG_COLUMNS, "epochs", "train_loss", "val_loss",
-                                         "val_acc", "test_loss", "test_acc", "best_val_loss",
-                                         "best_val_acc", "diverged", "train_time"])
-    longest = trials.groupby(["experiment", "phase"])["epochs"].transform("max")
-    trials["pruned"] = (trials["epochs"] < longest) & ~trials["diverged"].astype(bool)
-    return trials
 
 
 # --- formatting ------------------------------------------------------------
@@ -104,7 +73,7 @@ def fmt_value(metric: str, value) -> str:
     value = float(value)
     if np.isinf(value):
         return "∞" if value > 0 else "−∞"
-    return f"{100 * value:.2f}%" if higher_is_better(metric) else f"{value:.4g}"
+    return f"{100 * value:.2f}%" if higher_is_better(metric) else f"{value:#.4g}"
 
 
 def fmt_interval(metric: str, mean: float, low: float, high: float) -> str:
@@ -112,14 +81,15 @@ def fmt_interval(metric: str, mean: float, low: float, high: float) -> str:
         return "—"
     if higher_is_better(metric):
         return f"{100 * mean:.2f}% [{100 * low:.2f}, {100 * high:.2f}]"
-    return f"{mean:.4g} [{low:.4g}, {high:.4g}]"
+    return f"{mean:#.4g} [{low:#.4g}, {high:#.4g}]"
 
 
 def fmt_difference(metric: str, value: float) -> str:
     """Differences of accuracies in percentage points, of losses with a sign."""
     if _is_missing(value):
         return "—"
-    return f"{100 * value:+.2f} pp" if higher_is_better(metric) else f"{value:+.4g}"
+    value = float(value) + 0.0  # turns −0.0 into 0.0
+    return f"{100 * value:+.2f} pp" if higher_is_better(metric) else f"{value:+#.4g}"
 
 
 def fmt_p(p: float) -> str:
@@ -153,18 +123,17 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 # --- per-experiment content -------------------------------------------------
 
-def primary_metric(spec: dict) -> tuple[str, bool]:
-    """The test metric matching the tuning metric, and whether higher is better."""
-    tuning = spec.get("tuning", {})
-    metric = tuning.get("metric", "val_loss")
-    mode = tuning.get("mode", "max" if higher_is_better(metric) else "min")
-    return metric.replace("val_", "test_"), mode == "max"
-
-
 def _tuning_objective(spec: dict) -> tuple[str, str]:
+    """The tuning metric and mode (val_loss, min when the spec is missing)."""
     tuning = spec.get("tuning", {})
     metric = tuning.get("metric", "val_loss")
     return metric, tuning.get("mode", "max" if higher_is_better(metric) else "min")
+
+
+def primary_metric(spec: dict) -> tuple[str, bool]:
+    """The test metric matching the tuning metric, and whether higher is better."""
+    metric, mode = _tuning_objective(spec)
+    return metric.replace("val_", "test_"), mode == "max"
 
 
 def best_tune_trial(trials: pd.DataFrame, optimizer: str, metric: str, mode: str):
@@ -284,8 +253,8 @@ def _costs(optimizers: list[str], curves: pd.DataFrame, trials: pd.DataFrame,
     final_curves = curves[curves["phase"] == "final"]
     timed = final_curves if len(final_curves) else curves
     epoch_time = mean_epoch_time(timed)
-    adam_best = per_seed.loc[per_seed["optimizer"] == BASELINE, "best_val_loss"]
-    adam_best = adam_best[np.isfinite(adam_best)]
+    adam = final_curves[final_curves["optimizer"] == BASELINE]
+    adam_best = adam["val_loss"].replace(np.inf, np.nan).groupby(adam["seed"]).min().dropna()
     target = float(adam_best.median()) if len(adam_best) else float("nan")
     reach = epochs_to_target(curves, target) if np.isfinite(target) else None
     rows = []
@@ -296,10 +265,9 @@ def _costs(optimizers: list[str], curves: pd.DataFrame, trials: pd.DataFrame,
                  f"{epoch_time[optimizer]:.3g}" if optimizer in epoch_time.index else "—"]
         if reach is not None and optimizer in set(reach["optimizer"]):
             epochs = reach.loc[reach["optimizer"] == optimizer, "epoch"]
-            reached = epochs.notna()
             median = epochs.fillna(np.inf).median()
-            cells.append(f"{median:.0f} ({reached.sum()}/{len(epochs)} reached)"
-                         if np.isfinite(median) else f"never in most seeds ({reached.sum()}/{len(epochs)})")
+            median_text = f"{median:.0f}" if np.isfinite(median) else "—"
+            cells.append(f"{median_text} ({epochs.notna().sum()}/{len(epochs)} seeds reached)")
         else:
             cells.append("—")
         rows.append(cells)
@@ -315,7 +283,10 @@ def _comparisons(per_seed: pd.DataFrame, optimizers: list[str], primary: str,
                  higher_better: bool) -> list[PairedComparison]:
     if BASELINE not in set(per_seed["optimizer"]):
         return []
-    return [compare_paired(per_seed, primary, candidate, BASELINE, higher_better)
+    def margin(value):
+        return fmt_difference(primary, value).lstrip("+")
+
+    return [compare_paired(per_seed, primary, candidate, BASELINE, higher_better, fmt=margin)
             for candidate in optimizers
             if candidate != BASELINE and candidate in set(per_seed["optimizer"])]
 
@@ -367,7 +338,7 @@ def _figures(run_dir: Path, name: str, title: str, spec: dict, curves: pd.DataFr
                                           layout="constrained")
         for ax, metric in zip(axes, ["test_loss", "test_acc"]):
             plots.plot_benchmark(per_seed, metric, ax=ax, order=order,
-                                 title=f"Final {METRIC_NAMES[metric]}: mean and 95% CI")
+                                 title=f"Final {METRIC_NAMES[metric]}: mean and 95% CI (dashed: adam)")
         figure.suptitle(f"Benchmark: all optimizers, ordered by {METRIC_NAMES[primary]} "
                         "(best at top)", fontsize=11)
         plots.save_figure(axes, run_dir / "benchmark.png")

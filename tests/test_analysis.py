@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from analysis import metrics, plots
-from analysis.report import trials_from_curves, write_report
+from analysis.load import trials_from_curves
+from analysis.report import write_report
 
 ALL_OPTIMIZERS = ["adam", "cgi", "gao", "gns", "lrg", "svd"]
 
@@ -18,22 +19,24 @@ ALL_OPTIMIZERS = ["adam", "cgi", "gao", "gns", "lrg", "svd"]
 # --- synthetic run ---------------------------------------------------------
 
 def _curve_rows(experiment, optimizer, phase, trial_id, seed, epochs, floor, lr, rng,
-                diverge=False):
-    """A plausible loss curve: fast drop from ln(10) to `floor`, slight overfitting."""
-    e = np.arange(1, epochs + 1)
-    val_loss = floor + (2.3 - floor) * np.exp(-e / 3) + 0.004 * e + rng.normal(0, 0.01, epochs)
+                diverge=False, max_epochs=None):
+    """A plausible loss curve: fast drop from ln(10) to `floor`, slight overfitting.
+    Final runs also get the epoch-0 row measured before training."""
+    final = phase == "final"
+    e = np.arange(0 if final else 1, epochs + 1)
+    val_loss = floor + (2.3 - floor) * np.exp(-e / 3) + 0.004 * e + rng.normal(0, 0.01, e.size)
     val_acc = np.clip(1 - val_loss / 2.6, 0, 1)
-    diverged = np.zeros(epochs, dtype=bool)
+    diverged = np.zeros(e.size, dtype=bool)
     if diverge:
         val_loss[-1], diverged[-1] = np.inf, True
-    final = phase == "final"
+    epoch_time = 0.05 + 0.01 * (optimizer != "adam") + rng.uniform(0, 0.005, e.size)
     return pd.DataFrame({
         "experiment": experiment, "optimizer": optimizer, "phase": phase, "trial_id": trial_id,
         "seed": seed, "epoch": e, "train_loss": val_loss * 0.8, "val_loss": val_loss,
         "val_acc": val_acc, "test_loss": val_loss + 0.02 if final else np.nan,
         "test_acc": val_acc - 0.01 if final else np.nan, "diverged": diverged,
-        "epoch_time": 0.05 + 0.01 * (optimizer != "adam") + rng.uniform(0, 0.005, epochs),
-        "node_id": "node0", "lr": lr,
+        "epoch_time": np.where(e == 0, 0.0, epoch_time), "node_id": "node0",
+        "max_epochs": max_epochs, "lr": lr,
         "inversion_frequency": 98.0 if optimizer == "cgi" else np.nan,
         "beta": np.nan, "norm_eps": np.nan, "rank": 20.0 if optimizer == "lrg" else np.nan,
     })
@@ -53,14 +56,15 @@ def synthetic_curves(experiment, optimizers, n_seeds, offsets=None, tune_trials=
             floor = 0.45 + 0.15 * math.log10(lr / 0.005) ** 2
             epochs = [1, 3, tune_epochs, tune_epochs, 3, tune_epochs][t % 6]
             frames.append(_curve_rows(experiment, optimizer, "tune", f"{optimizer}_t{t}", t,
-                                      epochs, floor, lr, rng, diverge=(t == 4)))
+                                      epochs, floor, lr, rng, diverge=(t == 4),
+                                      max_epochs=tune_epochs))
     seed_effects = np.random.default_rng(seed + 1).normal(0, 0.03, n_seeds)
     for optimizer in optimizers:
         for s in range(n_seeds):
             noise = np.random.default_rng(1000 + s)  # same noise for every optimizer
             frames.append(_curve_rows(experiment, optimizer, "final", f"{optimizer}_f{s}", s,
                                       final_epochs, 0.45 + seed_effects[s] + offsets.get(optimizer, 0.0),
-                                      0.005, noise))
+                                      0.005, noise, max_epochs=final_epochs))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -215,13 +219,15 @@ def test_plots_render_pngs(run_dir):
     curves = pd.read_parquet(run_dir / "curves.parquet")
     trials = pd.read_parquet(run_dir / "trials.parquet")
     cgi = curves[curves["experiment"] == "cgi"]
+    benchmark = metrics.per_seed_metrics(curves[curves["experiment"] == "benchmark"])
     paths = [
         plots.save_figure(plots.plot_comparison(cgi), run_dir / "plots" / "comparison.png"),
         plots.save_figure(plots.plot_tuning(cgi, trials[trials["experiment"] == "cgi"]),
                           run_dir / "plots" / "tuning.png"),
-        plots.save_figure(plots.plot_benchmark(metrics.per_seed_metrics(curves[curves["experiment"] == "benchmark"]), "test_acc"),
+        plots.save_figure(plots.plot_benchmark(benchmark, "test_acc"),
                           run_dir / "plots" / "benchmark_acc.png"),
-        plots.save_figure(plots.plot_comparison(cgi[cgi["phase"] == "tune"]), run_dir / "plots" / "empty.png"),
+        plots.save_figure(plots.plot_comparison(cgi[cgi["phase"] == "tune"]),
+                          run_dir / "plots" / "empty.png"),
     ]
     for path in paths:
         assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
@@ -278,3 +284,18 @@ def test_report_without_final_runs_or_specs(tmp_path):
 
 def test_report_on_empty_folder(tmp_path):
     assert "none found" in write_report(tmp_path).read_text()
+
+
+def test_report_accuracy_metric_and_diverged_final_run(tmp_path):
+    curves = synthetic_curves("gns", ["adam", "gns"], 4, {"gns": 0.02})
+    last = curves.index[(curves["trial_id"] == "gns_f1")][-1]
+    curves.loc[last, ["val_loss", "test_loss", "diverged"]] = [np.inf, np.inf, True]
+    spec = _spec("gns", ["adam", "gns"], "not supported")
+    spec["tuning"].update(metric="val_acc", mode="max")
+    text = write_report(write_run(tmp_path, {"gns": (curves, spec)})).read_text()
+    assert "test accuracy (primary)" in text and " pp [" in text
+    # accuracy is finite, so the diverged seed still pairs on the primary metric
+    assert "| gns | 4 |" in text
+    per_seed = metrics.per_seed_metrics(curves, selection_metric="val_acc")
+    loss = metrics.compare_paired(per_seed, "test_loss", "gns")
+    assert loss.n_pairs == 3 and loss.n_dropped == 1

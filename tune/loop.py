@@ -9,6 +9,7 @@ A run is a flat config dict:
     batch_size  minibatch size, default 100
     seed        seeds the initial weights and the batch order (paired runs share both)
     eval_test   also evaluate the test split each epoch (final runs only; tuning never sees it)
+    eval_initial  first report epoch 0: the metrics at initialisation, before any step
 """
 import math
 import time
@@ -21,7 +22,7 @@ import optim
 from models import MLP, Splits
 
 EpochCallback = Callable[[dict, Callable[[], dict]], None]
-DEFAULTS = {"hidden": (100, 100), "batch_size": 100, "seed": 0, "eval_test": False}
+DEFAULTS = {"hidden": (100, 100), "batch_size": 100, "seed": 0, "eval_test": False, "eval_initial": False}
 
 
 def as_tensors(data: Splits) -> dict[str, torch.Tensor]:
@@ -70,6 +71,23 @@ def train(config: dict, data: Splits | dict, on_epoch: EpochCallback | None = No
 
     x_train, y_train = tensors["x_train"], tensors["y_train"]
     history = []
+
+    def evaluate_splits(metrics: dict) -> dict:
+        model.eval()
+        metrics["val_loss"], metrics["val_acc"] = evaluate(model, tensors["x_val"], tensors["y_val"])
+        if config["eval_test"]:
+            metrics["test_loss"], metrics["test_acc"] = evaluate(model, tensors["x_test"], tensors["y_test"])
+        return metrics
+
+    def record(metrics: dict) -> None:
+        history.append(metrics)
+        if on_epoch is not None:
+            epoch = metrics["epoch"]
+            on_epoch(metrics, lambda: {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch})
+
+    if config["eval_initial"] and first_epoch == 1:
+        record(evaluate_splits({"epoch": 0, "train_loss": evaluate(model, x_train, y_train)[0],
+                                "diverged": False, "epoch_time": 0.0}))
     for epoch in range(first_epoch, config["epochs"] + 1):
         started = time.perf_counter()
         model.train()
@@ -84,22 +102,17 @@ def train(config: dict, data: Splits | dict, on_epoch: EpochCallback | None = No
             loss.backward()
             optimizer.step()
             total += value * len(batch)
+        train_time = time.perf_counter() - started
 
-        model.eval()
-        metrics = {"epoch": epoch, "train_loss": total / len(y_train), "diverged": diverged}
-        metrics["val_loss"], metrics["val_acc"] = evaluate(model, tensors["x_val"], tensors["y_val"])
-        if config["eval_test"]:
-            metrics["test_loss"], metrics["test_acc"] = evaluate(model, tensors["x_test"], tensors["y_test"])
+        metrics = evaluate_splits({"epoch": epoch, "train_loss": total / len(y_train), "diverged": diverged,
+                                   "epoch_time": train_time})
         if not math.isfinite(metrics["val_loss"]):
             metrics["diverged"] = True
         if metrics["diverged"]:
             metrics.update(train_loss=math.inf, val_loss=math.inf, val_acc=0.0)
             if config["eval_test"]:
                 metrics.update(test_loss=math.inf, test_acc=0.0)
-        metrics["epoch_time"] = time.perf_counter() - started
-        history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(metrics, lambda: {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch})
+        record(metrics)
         if metrics["diverged"]:
             break
     return history

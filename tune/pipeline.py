@@ -31,7 +31,7 @@ def final_seeds(spec: ExperimentSpec, base_seed: int) -> list[int]:
 def final_runs(spec: ExperimentSpec, best: dict[str, dict], base_seed: int) -> list[dict]:
     return [
         {**spec.fixed_config(), "optimizer": name, **best[name], "epochs": spec.final.epochs,
-         "seed": seed, "eval_test": True}
+         "seed": seed, "eval_test": True, "eval_initial": True}
         for name in spec.optimizers for seed in final_seeds(spec, base_seed)
     ]
 

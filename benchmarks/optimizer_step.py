@@ -1,0 +1,102 @@
+"""Per-step time of each registered optimizer relative to Adam, on the default MLP and a batch of 100.
+
+Every optimizer trains its own copy of the MLP (40 -> 100 -> 100 -> 10, ReLU) in one process with one
+thread. The optimizers take turns step by step, in an order rotated each round so drift and ordering
+cancel, and medians are compared. Two measures per optimizer: a full training step
+(zero_grad + forward + backward + step) and step() alone (gradient transform + base optimizer step).
+
+    python benchmarks/optimizer_step.py [--steps N]
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import optim  # noqa: E402
+
+# Upper bounds on the full-training-step time relative to Adam.
+TARGETS = {"adam": 1.0, "cgi": 1.05, "gao": 1.3, "gns": 1.1, "lrg": 2.5, "svd": 2.5}
+WARMUP_STEPS = 20
+
+
+def make_mlp() -> torch.nn.Sequential:
+    return torch.nn.Sequential(
+        torch.nn.Linear(40, 100),
+        torch.nn.ReLU(),
+        torch.nn.Linear(100, 100),
+        torch.nn.ReLU(),
+        torch.nn.Linear(100, 10),
+    )
+
+
+def timed_step(model, optimizer, inputs, targets) -> tuple[int, int, float]:
+    """One training step; returns (full step ns, step() ns, loss)."""
+    start = time.perf_counter_ns()
+    optimizer.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+    loss.backward()
+    before_step = time.perf_counter_ns()
+    optimizer.step()
+    end = time.perf_counter_ns()
+    return end - start, end - before_step, loss.item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=400, help="timed steps per optimizer (default 400)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    initial_model = make_mlp()
+    inputs, targets = torch.randn(100, 40), torch.randint(0, 10, (100,))
+
+    names = list(optim.OPTIMIZERS)
+    runs = {}
+    for name in names:
+        model = make_mlp()
+        model.load_state_dict(initial_model.state_dict())
+        runs[name] = (model, optim.build_optimizer(name, model.parameters(), args.lr))
+    full_ns = {name: [] for name in names}
+    step_ns = {name: [] for name in names}
+    losses = {name: [] for name in names}
+
+    for round_index in range(WARMUP_STEPS + args.steps):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            full, step, loss = timed_step(*runs[name], inputs, targets)
+            losses[name].append(loss)
+            if round_index >= WARMUP_STEPS:
+                full_ns[name].append(full)
+                step_ns[name].append(step)
+
+    full_us = {name: statistics.median(full_ns[name]) / 1e3 for name in names}
+    step_us = {name: statistics.median(step_ns[name]) / 1e3 for name in names}
+    print(f"Median over {args.steps} interleaved steps, 1 thread, MLP 40-100-100-10, batch 100.")
+    print("Target applies to the full training step (zero_grad + forward + backward + step).\n")
+    print("| optimizer | full step (µs) | full step / Adam | target | step() alone (µs) | step() / Adam |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in names:
+        print(
+            f"| {name} | {full_us[name]:.0f} | {full_us[name] / full_us['adam']:.2f}x | "
+            f"<= {TARGETS[name]:.2f}x | {step_us[name]:.0f} | {step_us[name] / step_us['adam']:.2f}x |"
+        )
+    print()
+    for name in names:
+        ratio = full_us[name] / full_us["adam"]
+        verdict = "ok" if ratio <= TARGETS[name] or name == "adam" else "OVER TARGET"
+        print(
+            f"{name}: full step {ratio:.2f}x Adam (target <= {TARGETS[name]:.2f}x, {verdict}), "
+            f"step() {step_us[name] / step_us['adam']:.2f}x, "
+            f"loss {losses[name][0]:.4f} -> {losses[name][-1]:.4f} after {len(losses[name])} steps"
+        )
+
+
+if __name__ == "__main__":
+    main()

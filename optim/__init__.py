@@ -1,0 +1,59 @@
+"""Optimizer registry: the optimizers of the five seed write-ups, each wrapping Adam, plus plain Adam.
+
+Other code reaches optimizers only through `build_optimizer`, `OPTIMIZERS` and `HPARAMS`.
+"""
+
+from typing import Any
+
+import torch
+
+from .base import GradientTransformWrapper
+from .cgi import CyclicalGradientInversion
+from .gao import GradientAlignmentOptimizer
+from .gns import GNSAdam
+from .lrg import LRGAdam
+from .svd import SVDGradientOptimizer, low_rank_approximation
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "cgi": CyclicalGradientInversion,
+    "gao": GradientAlignmentOptimizer,
+    "gns": GNSAdam,
+    "lrg": LRGAdam,
+    "svd": SVDGradientOptimizer,
+}
+
+# Each optimizer's hyperparameters (beyond lr) and their defaults.
+HPARAMS: dict[str, dict[str, Any]] = {
+    "adam": {},
+    "cgi": {"inversion_frequency": 10},
+    "gao": {"beta": 0.9},
+    "gns": {"norm_eps": 1e-8},
+    "lrg": {"rank": 10},
+    "svd": {"rank": 10},
+}
+
+
+def build_optimizer(name: str, params, lr: float, **hparams: Any) -> torch.optim.Optimizer:
+    """The optimizer `name` over `params` with learning rate `lr`; Adam at torch defaults underneath."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer: {name!r} (known: {', '.join(OPTIMIZERS)})")
+    unknown = sorted(set(hparams) - set(HPARAMS[name]))
+    if unknown:
+        expected = ", ".join(HPARAMS[name]) or "none"
+        raise ValueError(f"Unknown hyperparameter(s) for {name!r}: {', '.join(unknown)} (expected: {expected})")
+    return OPTIMIZERS[name](params, lr=lr, **hparams)
+
+
+__all__ = [
+    "HPARAMS",
+    "OPTIMIZERS",
+    "CyclicalGradientInversion",
+    "GNSAdam",
+    "GradientAlignmentOptimizer",
+    "GradientTransformWrapper",
+    "LRGAdam",
+    "SVDGradientOptimizer",
+    "build_optimizer",
+    "low_rank_approximation",
+]

@@ -1,0 +1,34 @@
+"""Shared fixtures: real mnist1d data and one real local Ray for the in-process tests."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import DataSpec, load_data
+
+ROOT = Path(__file__).resolve().parent.parent
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def data():
+    return load_data(DataSpec())
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+    from tune.cluster import quiet_environment, start_local
+
+    quiet_environment()
+    start_local(cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def run_cli(*args, cwd=ROOT, timeout=600) -> subprocess.CompletedProcess:
+    """run_all.py as a user runs it."""
+    return subprocess.run([sys.executable, str(ROOT / "run_all.py"), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)

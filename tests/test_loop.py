@@ -1,0 +1,59 @@
+import copy
+import math
+
+import torch
+
+from tune.loop import train
+
+ADAM = {"optimizer": "adam", "lr": 3e-3, "epochs": 4, "seed": 1}
+
+
+def test_loss_falls_on_real_data(data):
+    history = train(ADAM, data)
+    assert [m["epoch"] for m in history] == [1, 2, 3, 4]
+    assert history[-1]["val_loss"] < history[0]["val_loss"] < math.log(10)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["val_acc"] > 0.3
+    assert "test_loss" not in history[-1]  # tuning never looks at the test split
+
+
+def test_same_seed_same_curve_other_seed_other_curve(data):
+    first, again = train(ADAM, data), train(ADAM, data)
+    assert [m["val_loss"] for m in first] == [m["val_loss"] for m in again]
+    other = train({**ADAM, "seed": 2}, data)
+    assert [m["val_loss"] for m in other] != [m["val_loss"] for m in first]
+
+
+def test_divergence_stops_and_is_flagged(data):
+    history = train({**ADAM, "lr": 1e30, "epochs": 20}, data)
+    assert history[-1]["diverged"] is True
+    assert history[-1]["val_loss"] == math.inf
+    assert len(history) < 20
+    assert not any(m["diverged"] for m in history[:-1])
+
+
+def test_resume_from_checkpoint_continues_exactly(data):
+    saved = {}
+
+    def keep_epoch_two(metrics, get_state):
+        if metrics["epoch"] == 2:
+            saved.update(copy.deepcopy(get_state()))  # the state is live: a checkpoint copies it
+
+    full = train(ADAM, data, on_epoch=keep_epoch_two)
+    resumed = train(ADAM, data, state=saved)
+    assert [m["epoch"] for m in resumed] == [3, 4]
+    assert [m["val_loss"] for m in resumed] == [m["val_loss"] for m in full[2:]]
+
+
+def test_final_runs_see_test_and_initial_metrics(data):
+    history = train({**ADAM, "epochs": 2, "eval_test": True, "eval_initial": True}, data)
+    assert [m["epoch"] for m in history] == [0, 1, 2]
+    assert abs(history[0]["val_loss"] - math.log(10)) < 0.3  # untrained: about chance
+    assert all(0 <= m["test_acc"] <= 1 and m["test_loss"] > 0 for m in history)
+
+
+def test_same_seed_gives_same_initial_weights_whatever_the_optimizer(data):
+    adam = train({**ADAM, "epochs": 1, "eval_initial": True, "eval_test": True}, data)
+    fast = train({**ADAM, "lr": 1e-2, "epochs": 1, "eval_initial": True, "eval_test": True}, data)
+    assert adam[0] == fast[0]
+    assert torch.get_num_threads() == 1
