@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     from tune.cluster import cluster_cpus, quiet_environment, start_local
     from tune.pipeline import run_experiment
     from analysis.load import write_frames
+    from analysis.report import write_report
 
     quiet_environment()
     start_local(args.cpus, args.dashboard)
@@ -140,7 +141,9 @@ def main(argv=None) -> int:
     for spec in specs:
         run_experiment(spec, run, cpus, args.seed)
     curves, trials = write_frames(run)
-    print(f"done: {len(trials)} trials, {len(curves)} epochs -> {run}/curves.parquet, {run}/trials.parquet")
+    report = write_report(run, curves, trials)
+    print(f"done: {len(trials)} trials, {len(curves)} epochs -> {run}/curves.parquet, trials.parquet")
+    print(f"report: {report}")
     return 0
 
 

@@ -29,8 +29,8 @@ bootstrap CI of mean d (10,000 resamples), p the two-sided paired sign-flip perm
 p-value (exact for up to 16 seeds). The hypothesis is **supported** if p < {ALPHA} and the CI lies
 above 0; **not supported** if p < {ALPHA} and the CI lies below 0 (Adam better), or if the whole
 CI lies within ±δ with δ = {EQUIVALENCE_FRACTION:.0%} of Adam's mean primary metric
-(practically equivalent, so no benefit); **inconclusive** otherwise, and whenever fewer than 3 paired seeds are usable.
-The rules are checked in that order. Seeds where either run has a non-finite value (diverged)
+(practically equivalent, so no benefit); **inconclusive** otherwise, and whenever fewer
+than 3 paired seeds are usable. The rules are checked in that order. Seeds where either run has a non-finite value (diverged)
 are left out of the pair count and reported. P(better) is the fraction of paired seeds on
 which the candidate is better (ties count half). With few seeds the percentile bootstrap CI
 is too narrow; the permutation p, which cannot fall below 2^(1−n) for n seeds, guards against

@@ -22,7 +22,7 @@ class Progress(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(self.metric)
-        if value is not None and math.isfinite(value):
+        if result.get("epoch", 1) > 0 and value is not None and math.isfinite(value):
             if math.isnan(self.best) or (value < self.best if self.mode == "min" else value > self.best):
                 self.best = value
         self._show(trials)
