@@ -8,6 +8,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -34,22 +35,23 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="run_all.py", description=__doc__.split("\n\n")[0],
-                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = Parser(prog="run_all.py", description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--cpus", type=positive_int, default=os.cpu_count(),
-                       help="start a local Ray with this many CPUs (one trial per CPU)")
+    where.add_argument("--cpus", type=positive_int,
+                       help=f"start a local Ray with this many CPUs, one trial each (default: all {os.cpu_count()} cores)")
     where.add_argument("--address", help="connect to a running Ray cluster instead: auto, host:port or ray://host:port")
-    parser.add_argument("--experiments", default="all", help="comma-separated experiment names (see --list), or all")
+    parser.add_argument("--experiments", default="all", help="comma-separated experiment names (see --list), or all (default: all)")
+    parser.add_argument("--spec", action="append", type=Path, default=[], metavar="FILE",
+                        help="run the experiment in this JSON spec file too (repeatable; format: tune/experiments/*.json)")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--num-samples", type=positive_int, help="tuning trials per optimizer (default: each spec's)")
     parser.add_argument("--seeds", type=positive_int, help="paired seeds of the final runs (default: each spec's, 10)")
-    parser.add_argument("--smoke", action="store_true", help="tiny budgets: an end-to-end check in a few minutes")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the search and the runs; final runs use seed+1..seed+N")
-    parser.add_argument("--output", type=Path, default=Path("results"), help="folder that holds the runs")
+    parser.add_argument("--smoke", action="store_true", help="tiny budgets for an end-to-end check in a few minutes (default: off)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the search and the tuning runs; final runs use seed+1..seed+N (default: 0)")
+    parser.add_argument("--output", type=Path, default=Path("results"), help="folder that holds the runs (default: results)")
     parser.add_argument("--name", help="run folder name under --output (default: a timestamp)")
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted run --output/--name")
-    parser.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with the local Ray")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run --output/--name with its own settings")
+    parser.add_argument("--dashboard", action="store_true", help="start Ray's dashboard with the local Ray (default: off)")
     return parser
 
 
@@ -62,19 +64,28 @@ def parse_args(argv):
     return args
 
 
-def select_experiments(args) -> list:
-    from tune.experiments import builtin_specs
+def select_experiments(names_text: str, spec_files: list[Path], num_samples, seeds, smoke) -> list:
+    """The experiments to run, budgets overridden alike for all. With --spec files and no
+    --experiments, only the files' experiments run."""
+    from tune.experiments import builtin_specs, load_spec
 
     specs = builtin_specs()
-    names = [name.strip() for name in args.experiments.split(",")]
-    if args.experiments.strip() == "all":
-        names = list(specs)
+    extra = [load_spec(path) for path in spec_files]
+    clash = [spec.name for spec in extra if spec.name in specs]
+    if clash:
+        raise CliError(f"--spec: experiment name {clash[0]!r} is taken by a built-in experiment; rename it")
+    if extra and names_text.strip() == "all":
+        names_text = ""
+    specs.update({spec.name: spec for spec in extra})
+    names = list(specs) if names_text.strip() == "all" else [name.strip() for name in names_text.split(",")]
+    if extra:
+        names = [name for name in names if name] + [spec.name for spec in extra]
     if not names or any(name == "" for name in names):
-        raise CliError(f"--experiments: empty name in {args.experiments!r}; choose from {', '.join(specs)}")
+        raise CliError(f"--experiments: empty name in {names_text!r}; choose from {', '.join(specs)}")
     unknown = [name for name in names if name not in specs]
     if unknown:
         raise CliError(f"--experiments: unknown {', '.join(unknown)}; choose from {', '.join(specs)}")
-    return [specs[name].with_budget(args.num_samples, args.seeds, args.smoke) for name in dict.fromkeys(names)]
+    return [specs[name].with_budget(num_samples, seeds, smoke) for name in dict.fromkeys(names)]
 
 
 def list_experiments() -> None:
@@ -84,23 +95,34 @@ def list_experiments() -> None:
         print(f"{spec.name:10s} {' vs '.join(spec.optimizers):32s} {spec.title}")
 
 
-def prepare_run_folder(args) -> Path:
-    output = args.output
+RUN_SETTINGS = ("experiments", "spec", "num_samples", "seeds", "smoke", "seed")
+
+
+def resumed_settings(args, run: Path) -> dict:
+    """The settings the run was started with; flags that would change them are refused."""
+    try:
+        saved = json.loads((run / RUN_FILE).read_text())["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CliError(f"--resume: {run} is not a run folder (no readable {RUN_FILE})") from None
+    defaults = build_parser().parse_args([])
+    changed = [key for key in RUN_SETTINGS if getattr(args, key) != getattr(defaults, key)]
+    if changed:
+        flags = ", ".join("--" + key.replace("_", "-") for key in changed)
+        raise CliError(f"--resume continues {run} with its own settings; drop {flags}")
+    return saved
+
+
+def check_output(output: Path) -> None:
+    """The output folder exists (or can be made) and takes files, before anything is started."""
     if output.exists() and not output.is_dir():
         raise CliError(f"--output {output} exists and is not a folder")
-    name = args.name or dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run = output / name
-    if args.resume:
-        if not (run / RUN_FILE).exists():
-            raise CliError(f"--resume: {run} is not a run folder (no {RUN_FILE})")
-        return run
-    if run.exists():
-        raise CliError(f"{run} already exists; pass --resume to continue it or choose another --name")
     try:
-        run.mkdir(parents=True)
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
     except OSError as error:
-        raise CliError(f"cannot create the run folder {run}: {error.strerror}") from None
-    return run
+        raise CliError(f"--output {output} is not writable: {error.strerror or error}") from None
 
 
 def point_latest(run: Path) -> None:
@@ -113,35 +135,77 @@ def point_latest(run: Path) -> None:
     temporary.replace(link)
 
 
+def write_run_file(run: Path, settings: dict, status: str) -> None:
+    record = {"settings": settings, "status": status, "argv": sys.argv[1:],
+              "updated": dt.datetime.now().isoformat(timespec="seconds")}
+    (run / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.list:
-        list_experiments()
-        return 0
     from tune.experiments import SpecError
 
+    if args.list:
+        try:
+            list_experiments()
+        except SpecError as error:
+            raise CliError(str(error)) from None
+        return 0
+
+    from tune.experiments import load_spec
+
+    run = args.output / (args.name or dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     try:
-        specs = select_experiments(args)
+        if args.resume:
+            settings = resumed_settings(args, run)
+            specs = [load_spec(run / name / "spec.json") for name in settings["experiments"]]
+        else:
+            if run.exists():
+                raise CliError(f"{run} already exists; pass --resume to continue it or choose another --name")
+            specs = select_experiments(args.experiments, args.spec, args.num_samples, args.seeds, args.smoke)
+            settings = {"experiments": [spec.name for spec in specs], "seed": args.seed,
+                        "flags": {key: str(getattr(args, key)) for key in RUN_SETTINGS}}
     except SpecError as error:
         raise CliError(str(error)) from None
-    run = prepare_run_folder(args)
-    if not args.resume:
-        (run / RUN_FILE).write_text(json.dumps({"argv": sys.argv[1:], "experiments": [s.name for s in specs]}, indent=2))
-    point_latest(run)
+    check_output(args.output)
 
-    from tune.cluster import cluster_cpus, quiet_environment, start_local
+    from tune.cluster import ClusterError, check_storage_shared, cluster_cpus, connect, quiet_environment, start_local
     from tune.pipeline import run_experiment
     from analysis.load import write_frames
     from analysis.report import write_report
 
     quiet_environment()
-    start_local(args.cpus, args.dashboard)
+    try:
+        if args.address:
+            connect(args.address)
+        else:
+            start_local(args.cpus or os.cpu_count(), args.dashboard)
+        run.mkdir(exist_ok=args.resume)
+        if not args.resume:
+            for spec in specs:  # the specs as run: budgets after overrides; --resume reads them back
+                (run / spec.name).mkdir()
+                (run / spec.name / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+            write_run_file(run, settings, "running")
+        if args.address:
+            check_storage_shared(run)
+    except ClusterError as error:
+        if not args.resume and run.exists():
+            shutil.rmtree(run)  # nothing ran yet: leave no half-made run behind
+        raise CliError(str(error)) from None
+    point_latest(run)
+
     cpus = cluster_cpus()
     print(f"run folder {run}  ({cpus} CPUs, experiments {', '.join(s.name for s in specs)})")
-    for spec in specs:
-        run_experiment(spec, run, cpus, args.seed)
+    try:
+        for spec in specs:
+            run_experiment(spec, run, cpus, settings["seed"])
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: python run_all.py --resume --output {args.output} --name {run.name}",
+              file=sys.stderr)
+        return 130
     curves, trials = write_frames(run)
     report = write_report(run, curves, trials)
+    write_run_file(run, settings, "complete")
     print(f"done: {len(trials)} trials, {len(curves)} epochs -> {run}/curves.parquet, trials.parquet")
     print(f"report: {report}")
     return 0
@@ -153,6 +217,3 @@ if __name__ == "__main__":
     except CliError as error:
         print(f"run_all.py: error: {error}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("\ninterrupted: continue with --resume --name <this run>", file=sys.stderr)
-        sys.exit(130)

@@ -21,10 +21,16 @@ EMA_KEY = "alignment_ema"
 
 def alignment_scales(grads: list[torch.Tensor], emas: list[torch.Tensor]) -> list[float]:
     """clamp(cos(g, m), 0, 1) for each pair, or 1 where either tensor is zero."""
-    dots = torch.stack([torch.dot(g.reshape(-1), m.reshape(-1)) for g, m in zip(grads, emas)])
-    norm_products = torch.stack(torch._foreach_norm(grads)) * torch.stack(torch._foreach_norm(emas))
-    cosines = dots / norm_products
-    return torch.where(norm_products > 0, cosines.clamp(0.0, 1.0), 1.0).tolist()
+    dots = [torch.dot(g.reshape(-1), m.reshape(-1)) for g, m in zip(grads, emas)]
+    norms = torch._foreach_norm(grads + emas)
+    # One transfer, then the few scalars are combined in Python rather than by tiny tensor ops.
+    numbers = torch.stack(dots + list(norms)).tolist()
+    count = len(grads)
+    scales = []
+    for dot, grad_norm, ema_norm in zip(numbers, numbers[count : 2 * count], numbers[2 * count :]):
+        norm_product = grad_norm * ema_norm
+        scales.append(min(max(dot / norm_product, 0.0), 1.0) if norm_product > 0 else 1.0)
+    return scales
 
 
 class GradientAlignmentOptimizer(GradientTransformWrapper):

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .base import GradientTransformWrapper, positive_int
 from .svd import low_rank_approximation
@@ -23,13 +22,13 @@ from .svd import low_rank_approximation
 
 def low_rank_flat_gradient(grads: list[torch.Tensor], rank: int) -> torch.Tensor | None:
     """The rank-`rank` version of the concatenated gradients as one flat vector, or None if unchanged."""
-    flat = torch.cat([grad.reshape(-1) for grad in grads])
-    length = flat.numel()
+    length = sum(grad.numel() for grad in grads)
     side = math.isqrt(length - 1) + 1  # ceil(sqrt(length)) without float rounding
     if rank >= side:
         return None
-    matrix = F.pad(flat, (0, side * side - length)).view(side, side)
-    return low_rank_approximation(matrix, rank).reshape(-1)[:length]
+    padded = grads[0].new_zeros(side * side)
+    torch.cat([grad.reshape(-1) for grad in grads], out=padded[:length])
+    return low_rank_approximation(padded.view(side, side), rank).view(-1)[:length]
 
 
 class LRGAdam(GradientTransformWrapper):
@@ -57,5 +56,5 @@ class LRGAdam(GradientTransformWrapper):
         low_rank = low_rank_flat_gradient(grads, ranks.pop())
         if low_rank is None:
             return
-        for grad, values in zip(grads, low_rank.split([grad.numel() for grad in grads])):
-            grad.copy_(values.view_as(grad))
+        chunks = low_rank.split([grad.numel() for grad in grads])
+        torch._foreach_copy_(grads, [chunk.view_as(grad) for chunk, grad in zip(chunks, grads)])

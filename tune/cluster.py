@@ -1,10 +1,21 @@
-"""Start a quiet local Ray or connect to an existing cluster."""
+"""Start a quiet local Ray, or connect to an existing cluster and check it can run the job."""
 import importlib
 import logging
 import os
+import re
+import socket
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 PACKAGES = ("optim", "models", "tune")
+CONNECT_TIMEOUT_S = 60
+ADDRESS = re.compile(r"^(?:ray://)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
+
+
+class ClusterError(Exception):
+    """The cluster cannot be used; the message says why and what to do."""
 
 
 def quiet_environment() -> None:
@@ -13,6 +24,8 @@ def quiet_environment() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    # Ctrl-C stops the driver at once; every study's state on disk is what --resume continues from
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -20,8 +33,7 @@ def quiet_environment() -> None:
 def runtime_env() -> dict:
     """Ship the project's own packages to every worker, whatever directory it started in."""
     folders = [str(Path(importlib.import_module(name).__file__).parent) for name in PACKAGES]
-    return {"py_modules": folders,
-            "env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
+    return {"py_modules": folders, "env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
 
 
 def start_local(cpus: int, dashboard: bool = False):
@@ -34,6 +46,83 @@ def start_local(cpus: int, dashboard: bool = False):
                     logging_level=logging.ERROR, runtime_env=runtime_env())
 
 
+def check_address(address: str) -> None:
+    """Refuse a malformed address, and one where nothing listens, in seconds, not minutes."""
+    if address == "auto":
+        return
+    match = ADDRESS.match(address)
+    if not match or not 0 < int(match["port"]) < 65536:
+        raise ClusterError(f"--address {address!r} is not auto, host:port or ray://host:port")
+    host = match["host"].strip("[]")
+    try:
+        socket.create_connection((host, int(match["port"])), timeout=5).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ClusterError(f"--address {address}: no Ray cluster reachable there ({reason})") from None
+
+
+PROBE = """
+import logging, sys, ray
+try:
+    ray.init(address=sys.argv[1], logging_level=logging.ERROR, log_to_driver=False)
+except Exception as error:
+    print("PROBE-FAILED", type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+    sys.exit(1)
+print("PROBE-OK", int(ray.cluster_resources().get("CPU", 0)))
+"""
+
+
+def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Connect once in a child process: Ray's own connect retries for minutes and prints to stderr."""
+    try:
+        done = subprocess.run([sys.executable, "-c", PROBE, address], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"--address {address}: no Ray cluster answered within {timeout:.0f} s") from None
+    output = done.stdout + done.stderr
+    if "PROBE-OK" in done.stdout:
+        if int(done.stdout.split("PROBE-OK")[1].split()[0]) < 1:
+            raise ClusterError(f"--address {address}: the cluster has no CPUs to run trials on")
+        return
+    if "InvalidAuthToken" in output or "Authentication" in output or "auth" in output.lower() and "token" in output.lower():
+        raise ClusterError(f"--address {address}: the cluster refused our token; set RAY_AUTH_MODE=token and "
+                           "RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token (ray get-auth-token on the head)")
+    failure = next((line for line in done.stdout.splitlines() if line.startswith("PROBE-FAILED")), "")
+    reason = failure.removeprefix("PROBE-FAILED").strip() or "Ray could not connect"
+    raise ClusterError(f"--address {address}: {reason}")
+
+
+def connect(address: str):
+    import ray
+
+    check_address(address)
+    probe(address)
+    return ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, runtime_env=runtime_env())
+
+
 def cluster_cpus() -> int:
     import ray
     return int(ray.cluster_resources().get("CPU", 1))
+
+
+def check_storage_shared(folder: Path) -> None:
+    """Every alive node must see `folder`: Ray Tune writes results and checkpoints there from
+    the workers, so it has to be a shared filesystem path on a multi-node cluster."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    marker = Path(folder).resolve() / f".visible-{uuid.uuid4().hex}"
+    marker.write_text("")
+    try:
+        @ray.remote(num_cpus=0)
+        def sees(path: str) -> bool:
+            return os.path.exists(path)
+
+        nodes = [node for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU", 0) > 0]
+        checks = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+                  .remote(str(marker)) for node in nodes]
+        blind = [node["NodeManagerAddress"] for node, seen in zip(nodes, ray.get(checks, timeout=120)) if not seen]
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        raise ClusterError(f"--output {folder} is not visible from node(s) {', '.join(blind)}: "
+                           "use a folder on a filesystem shared by every node")
