@@ -28,7 +28,7 @@ def ray_session():
     ray.shutdown()
 
 
-def run_cli(*args, cwd=ROOT, timeout=600) -> subprocess.CompletedProcess:
+def run_cli(*args, cwd=ROOT, env=None, timeout=600) -> subprocess.CompletedProcess:
     """run_all.py as a user runs it."""
-    return subprocess.run([sys.executable, str(ROOT / "run_all.py"), *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, str(ROOT / "run_all.py"), *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
