@@ -201,8 +201,11 @@ def main(argv=None) -> int:
             run_experiment(spec, run, cpus, settings["seed"])
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: python run_all.py --resume --output {args.output} --name {run.name}",
-              file=sys.stderr)
-        return 130
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Tune's threads of the interrupted study keep a normal exit waiting; everything needed
+        # to resume is already on disk, and Ray cleans up after a driver that is gone.
+        os._exit(130)
     curves, trials = write_frames(run)
     report = write_report(run, curves, trials)
     write_run_file(run, settings, "complete")

@@ -41,7 +41,9 @@ def build_optimizer(name: str, params, lr: float, **hparams: Any) -> torch.optim
     unknown = sorted(set(hparams) - set(HPARAMS[name]))
     if unknown:
         expected = ", ".join(HPARAMS[name]) or "none"
-        raise ValueError(f"Unknown hyperparameter(s) for {name!r}: {', '.join(unknown)} (expected: {expected})")
+        raise ValueError(
+            f"Unknown hyperparameter(s) for {name!r}: {', '.join(unknown)} (expected: {expected})"
+        )
     # A numpy lr (as tuners may pass) would make the checkpoint unloadable with weights_only=True.
     lr = lr if isinstance(lr, torch.Tensor) else float(lr)
     return OPTIMIZERS[name](params, lr=lr, **hparams)

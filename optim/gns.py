@@ -31,7 +31,7 @@ class GNSAdam(GradientTransformWrapper):
 
     def validate_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
         norm_eps = hparams["norm_eps"]
-        return {"norm_eps": real_number("norm_eps", norm_eps, "> 0", lambda e: 0.0 < e < math.inf)}
+        return {"norm_eps": real_number("norm_eps", norm_eps, "finite and > 0", lambda e: 0.0 < e < math.inf)}
 
     def transformed_step(self) -> None:
         grads = self.all_grads()

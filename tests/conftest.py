@@ -32,3 +32,13 @@ def run_cli(*args, cwd=ROOT, env=None, timeout=600) -> subprocess.CompletedProce
     """run_all.py as a user runs it."""
     return subprocess.run([sys.executable, str(ROOT / "run_all.py"), *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def assert_refused(result, *words):
+    """Bad input: one line on stderr naming the problem, exit code 2, no traceback."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]

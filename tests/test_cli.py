@@ -2,16 +2,7 @@
 import pandas as pd
 import pytest
 
-from conftest import run_cli
-
-
-def assert_refused(result, *words):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0]
+from conftest import assert_refused, run_cli
 
 
 def test_help_lists_every_flag_with_defaults():

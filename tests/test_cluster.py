@@ -60,10 +60,15 @@ class TwoNodeCluster:
                     pass
 
     def stop_worker_node(self):
-        self.kill(self.processes(f"--node_manager_port={self.worker_manager_port}"))
+        raylets = self.processes("raylet", f"--node_manager_port={self.worker_manager_port}")
+        assert len(raylets) == 1, "the worker node's raylet should be running"
+        self.kill(raylets)
 
     def stop(self):
         self.kill(self.processes(str(self.port)))
+        current = Path("/tmp/ray/ray_current_cluster")  # what `ray stop` would clear
+        if current.exists() and current.read_text().strip().endswith(f":{self.port}"):
+            current.unlink()
 
 
 @pytest.fixture(scope="module")

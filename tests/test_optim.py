@@ -5,6 +5,7 @@ import inspect
 import io
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,10 @@ def make_model(seed: int = 0) -> torch.nn.Module:
 
 def make_batches(count: int, seed: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(seed)
-    return [(torch.randn(16, 8, generator=generator), torch.randint(0, 4, (16,), generator=generator)) for _ in range(count)]
+    return [
+        (torch.randn(16, 8, generator=generator), torch.randint(0, 4, (16,), generator=generator))
+        for _ in range(count)
+    ]
 
 
 def build(name: str, model: torch.nn.Module, lr: float = 1e-2) -> torch.optim.Optimizer:
@@ -143,6 +147,24 @@ def test_wrappers_reject_negative_lr_and_bad_group_overrides(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_numpy_lr_and_hparams_still_give_a_weights_only_checkpoint(name):
+    numpy_values = {
+        "inversion_frequency": np.int64(3),
+        "beta": np.float64(0.5),
+        "norm_eps": np.float32(1e-6),
+        "rank": np.int32(2),
+    }
+    hparams = {key: numpy_values[key] for key in optim.HPARAMS[name]}
+    model = make_model()
+    optimizer = optim.build_optimizer(name, model.parameters(), np.float64(1e-2), **hparams)
+    train(model, optimizer, make_batches(2))
+    buffer = io.BytesIO()
+    torch.save(optimizer.state_dict(), buffer)
+    buffer.seek(0)
+    assert torch.load(buffer, weights_only=True)["param_groups"][0]["lr"] == pytest.approx(1e-2)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_lr_scheduler_on_the_wrapper_changes_the_base_lr(name):
     model = make_model()
     optimizer = build(name, model, lr=0.1)
@@ -207,7 +229,8 @@ def test_gao_scales_each_gradient_by_clamped_cosine_with_the_pre_step_ema():
     assert 0 < expected_s3 < 0.2 < torch.dot(g3, ema_after_3) / (g3.norm() * ema_after_3.norm())
 
     other_grad = torch.tensor([1.0, 1.0])
-    # step 1: EMA is zero, so s = 1; step 2: -g1 opposes the EMA, so s clamps to 0; step 3: s from the old EMA.
+    # step 1: the EMA is zero, so s = 1; step 2: -g1 opposes the EMA, so s clamps to 0;
+    # step 3: s comes from the EMA before the step.
     for grad, expected_scale in [(g1, 1.0), (-g1, 0.0), (g3, expected_s3.item())]:
         param.grad, other.grad = grad.clone(), other_grad.clone()
         optimizer.step()
@@ -225,9 +248,8 @@ def test_gns_steps_adam_with_lr_over_total_grad_norm_and_restores_lr():
     params = [torch.nn.Parameter(start.clone()) for start in starts]
     references = [torch.nn.Parameter(start.clone()) for start in starts]
     lrs, norm_eps = (0.1, 0.01), 1e-3
-    optimizer = optim.GNSAdam(
-        [{"params": [params[0]], "lr": lrs[0]}, {"params": [params[1]], "lr": lrs[1]}], lr=1.0, norm_eps=norm_eps
-    )
+    groups = [{"params": [params[0]], "lr": lrs[0]}, {"params": [params[1]], "lr": lrs[1]}]
+    optimizer = optim.GNSAdam(groups, lr=1.0, norm_eps=norm_eps)
     adam = torch.optim.Adam([{"params": [references[0]]}, {"params": [references[1]]}])
     for _ in range(3):
         grads = [torch.randn(p.shape, generator=generator) * 0.3 for p in params]
@@ -272,6 +294,14 @@ def test_lrg_rank_at_least_the_side_leaves_gradients_unchanged(rank):
         assert torch.equal(param.grad, expected)
 
 
+def test_lrg_needs_one_rank_for_all_groups():
+    first, second = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    optimizer = optim.LRGAdam([{"params": [first]}, {"params": [second], "rank": 2}], rank=1)
+    first.grad, second.grad = torch.ones(3), torch.ones(3)
+    with pytest.raises(ValueError, match="rank"):
+        optimizer.step()
+
+
 def test_svd_truncates_each_matrix_gradient_and_leaves_other_shapes():
     generator = torch.Generator().manual_seed(0)
     shapes = {"weight": (6, 8), "bias": (6,), "kernel": (2, 3, 4), "thin": (2, 9)}
@@ -294,31 +324,46 @@ def test_svd_truncates_each_matrix_gradient_and_leaves_other_shapes():
 
 
 def default_mlp_gradients() -> dict[str, torch.Tensor]:
-    """Gradients of the default MLP (40 -> 100 -> 100 -> 10) on a batch of 100, as lrg and svd see them."""
+    """Gradients of the default MLP (40 -> 100 -> 100 -> 10) on batches of 100, as lrg and svd see them,
+    at initialisation and after 50 Adam steps."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Linear(40, 100), torch.nn.ReLU(), torch.nn.Linear(100, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10)
+        torch.nn.Linear(40, 100),
+        torch.nn.ReLU(),
+        torch.nn.Linear(100, 100),
+        torch.nn.ReLU(),
+        torch.nn.Linear(100, 10),
     )
-    F.cross_entropy(model(torch.randn(100, 40)), torch.randint(0, 10, (100,))).backward()
-    flat = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
-    side = math.isqrt(flat.numel() - 1) + 1
-    padded = torch.cat([flat, flat.new_zeros(side * side - flat.numel())]).view(side, side)
-    return {"lrg matrix": padded, "hidden weight": model[2].weight.grad, "input weight": model[0].weight.grad}
+    adam = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gradients = {}
+    for step in range(51):
+        adam.zero_grad()
+        F.cross_entropy(model(torch.randn(100, 40)), torch.randint(0, 10, (100,))).backward()
+        if step in (0, 50):
+            flat = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+            side = math.isqrt(flat.numel() - 1) + 1
+            padded = torch.cat([flat, flat.new_zeros(side * side - flat.numel())]).view(side, side)
+            gradients[f"lrg matrix, step {step}"] = padded
+            gradients[f"hidden weight, step {step}"] = model[2].weight.grad.clone()
+            gradients[f"input weight, step {step}"] = model[0].weight.grad.clone()
+        adam.step()
+    return gradients
 
 
 def sample_matrices() -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     q1, _ = torch.linalg.qr(torch.randn(124, 124, generator=generator))
     q2, _ = torch.linalg.qr(torch.randn(124, 124, generator=generator))
-    clustered = torch.cat([torch.ones(15), torch.full((109,), 0.1)]) + 1e-6 * torch.rand(124, generator=generator)
+    clustered = torch.cat([torch.ones(15), torch.full((109,), 0.1)])
+    clustered += 1e-6 * torch.rand(124, generator=generator)
+    low_rank = torch.randn(124, 20, generator=generator) @ torch.randn(20, 124, generator=generator)
     return {
         **default_mlp_gradients(),
         "gaussian": torch.randn(124, 124, generator=generator),
         "wide": torch.randn(30, 124, generator=generator),
         "tall": torch.randn(100, 40, generator=generator),
         "decaying spectrum": q1 @ torch.diag(torch.logspace(0, -6, 124)) @ q2.T,
-        "low rank plus noise": torch.randn(124, 20, generator=generator) @ torch.randn(20, 124, generator=generator)
-        + 1e-3 * torch.randn(124, 124, generator=generator),
+        "low rank plus noise": low_rank + 1e-3 * torch.randn(124, 124, generator=generator),
         "clustered spectrum": q1 @ torch.diag(clustered) @ q2.T,
         "rank 5": torch.randn(124, 5, generator=generator) @ torch.randn(5, 124, generator=generator),
     }
@@ -343,11 +388,25 @@ def test_low_rank_approximation_falls_back_where_the_fast_route_would_miss(monke
 
     fallbacks = []
     exact = optim.svd.exact_low_rank_approximation
-    monkeypatch.setattr(optim.svd, "exact_low_rank_approximation", lambda m, r: fallbacks.append(r) or exact(m, r))
+
+    def counting_exact(matrix, rank):
+        fallbacks.append(rank)
+        return exact(matrix, rank)
+
+    monkeypatch.setattr(optim.svd, "exact_low_rank_approximation", counting_exact)
     assert relative_error(low_rank_approximation(matrix, 60), reference) <= 1e-4
     assert fallbacks == [60]
-    low_rank_approximation(default_mlp_gradients()["lrg matrix"], 10)
-    assert fallbacks == [60]  # real gradients take the fast route
+    for gradient in default_mlp_gradients().values():
+        low_rank_approximation(gradient, 10)
+    assert fallbacks == [60]  # real gradients take the fast routes
+
+    # The float64 route (few rows) must not pick arbitrarily between equal singular values either.
+    generator = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(20, 20, generator=generator, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(30, 20, generator=generator, dtype=torch.float64))
+    singular_values = torch.tensor([3.0, 2.0, 1.0, 1.0] + [0.5] * 16, dtype=torch.float64)
+    low_rank_approximation(u @ torch.diag(singular_values) @ v.T, 3)
+    assert fallbacks == [60, 3]
 
 
 def test_low_rank_approximation_passes_non_finite_and_zero_matrices_through():

@@ -5,7 +5,8 @@ import pytest
 
 from analysis.load import CURVE_COLUMNS, curves_from_ray, trials_from_curves
 from tune.loop import as_tensors
-from tune.study import StudyBudget, best_config, run_final, run_study
+from tune.experiments import StudyBudget
+from tune.study import best_config, run_final, run_study
 from tune.space import to_tune, validate_space
 
 LR = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}

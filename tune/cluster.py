@@ -42,7 +42,7 @@ def start_local(cpus: int, dashboard: bool = False):
     # Ray reads this when first imported, so it must be set before that.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
-    return ray.init(num_cpus=cpus, include_dashboard=dashboard, log_to_driver=False,
+    return ray.init(address="local", num_cpus=cpus, include_dashboard=dashboard, log_to_driver=False,
                     logging_level=logging.ERROR, runtime_env=runtime_env())
 
 

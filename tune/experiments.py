@@ -11,12 +11,23 @@ from pathlib import Path
 import optim
 from models import DataSpec
 from tune.space import validate_space
-from tune.study import StudyBudget
 
 SPEC_DIR = Path(__file__).parent / "experiments"
 BASELINE = "adam"
 METRIC_MODES = {"val_loss": "min", "val_acc": "max"}
 SMOKE = {"num_samples": 3, "tune_epochs": 3, "final_epochs": 3, "seeds": 2}
+
+
+@dataclass(frozen=True)
+class StudyBudget:
+    """One optimizer's tuning budget; every optimizer of an experiment gets the same."""
+
+    num_samples: int = 30
+    epochs: int = 25
+    metric: str = "val_loss"
+    mode: str = "min"
+    grace_period: int = 1
+    reduction_factor: int = 3
 
 
 class SpecError(ValueError):
@@ -106,9 +117,9 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
         _positive_int(width, f"{where}.model.hidden")
 
     optimizers = raw.get("optimizers")
-    _require(isinstance(optimizers, dict) and len(optimizers) >= 2, f"{where}.optimizers",
-             "must map at least two optimizer names to search spaces")
+    _require(isinstance(optimizers, dict), f"{where}.optimizers", "must map optimizer names to search spaces")
     _require(BASELINE in optimizers, f"{where}.optimizers", f"must include the baseline {BASELINE!r}")
+    _require(len(optimizers) >= 2, f"{where}.optimizers", f"must compare at least one optimizer with {BASELINE}")
     for name, space in optimizers.items():
         at = f"{where}.optimizers.{name}"
         _require(name in optim.HPARAMS, at, f"unknown optimizer; known: {', '.join(optim.OPTIMIZERS)}")

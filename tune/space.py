@@ -3,8 +3,6 @@
 Types: loguniform and uniform (floats, low < high), int (inclusive bounds, low <= high; add
 "log": true for a log scale) and choice ("values": a non-empty list).
 """
-from ray import tune
-
 REQUIRED = {"loguniform": ("low", "high"), "uniform": ("low", "high"), "int": ("low", "high"), "choice": ("values",)}
 
 
@@ -36,6 +34,8 @@ def validate_space(space: dict, where: str = "space") -> None:
 
 def to_tune(space: dict) -> dict:
     """The Ray Tune domains for a validated data space."""
+    from ray import tune
+
     domains = {}
     for name, dist in space.items():
         kind = dist["type"]

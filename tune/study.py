@@ -1,27 +1,17 @@
 """Ray Tune runs: a tuning study (OptunaSearch TPE + ASHA) and the paired final runs."""
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from tune.experiments import StudyBudget
 from tune.progress import Progress
 from tune.space import to_tune
 from tune.trainable import trainable
 
 MAX_FAILURES = 2  # a crashed trial (lost node, killed worker) is retried from its last checkpoint
-
-
-@dataclass(frozen=True)
-class StudyBudget:
-    num_samples: int = 30
-    epochs: int = 25
-    metric: str = "val_loss"
-    mode: str = "min"
-    grace_period: int = 1
-    reduction_factor: int = 3
 
 
 def run_config(name: str, storage: Path, progress: Progress) -> tune.RunConfig:
