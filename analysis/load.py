@@ -48,13 +48,14 @@ def _trial_rows(result_file: Path, experiment: str, phase: str) -> list[dict]:
             continue
         config = dict(result.get("config", {}))
         config.update(config.pop("run", {}))
-        row = {"experiment": experiment, "optimizer": config.get("optimizer"), "phase": phase,
-               "trial_id": result["trial_id"], "seed": config.get("seed", 0), "max_epochs": config.get("epochs")}
-        row.update({key: result.get(key, np.nan) for key in ["epoch", *METRIC_COLUMNS, "epoch_time"]})
-        row["diverged"] = bool(result.get("diverged", False))
-        row["node_id"] = result.get("node_id", "")
-        row.update({key: config.get(key, np.nan) for key in CONFIG_COLUMNS})
-        rows.append(row)
+        trial = {"experiment": experiment, "optimizer": config.get("optimizer"), "phase": phase,
+                 "trial_id": result["trial_id"], "seed": config.get("seed", 0), "max_epochs": config.get("epochs"),
+                 "node_id": result.get("node_id", ""), **{key: config.get(key, np.nan) for key in CONFIG_COLUMNS}}
+        # a report carries every epoch since the previous report under "history"
+        for epoch in result.get("history") or [result]:
+            row = {**trial, **{key: epoch.get(key, np.nan) for key in ["epoch", *METRIC_COLUMNS, "epoch_time"]}}
+            row["diverged"] = bool(epoch.get("diverged", False))
+            rows.append(row)
     return rows
 
 

@@ -6,7 +6,9 @@ import pytest
 from analysis.load import CURVE_COLUMNS, curves_from_ray, trials_from_curves
 from tune.loop import as_tensors
 from tune.experiments import StudyBudget
-from tune.study import best_config, run_final, run_study
+from ray.tune.schedulers import ASHAScheduler
+
+from tune.study import asha_milestones, best_config, run_final, run_study
 from tune.space import to_tune, validate_space
 
 LR = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}
@@ -27,10 +29,22 @@ def test_study_runs_every_trial_on_validation_only(study):
     for result in results:
         assert 1e-4 <= result.config["lr"] <= 1e-1
         assert result.config["eval_test"] is False
-        history = result.metrics_dataframe
-        assert list(history["epoch"]) == list(range(1, len(history) + 1))
-        assert {"train_loss", "val_loss", "val_acc", "diverged", "node_id"} <= set(history.columns)
-        assert "test_loss" not in history.columns
+        reports = result.metrics_dataframe
+        assert set(reports["epoch"]) <= set(result.config["report_epochs"])
+        assert {"train_loss", "val_loss", "val_acc", "diverged", "node_id", "history"} <= set(reports.columns)
+        assert "test_loss" not in reports.columns
+        epochs = [epoch["epoch"] for report in reports["history"] for epoch in report]
+        assert epochs == list(range(1, result.metrics["epoch"] + 1))  # every epoch, once
+
+
+def test_reports_fall_exactly_on_ashas_rungs():
+    budget = StudyBudget(num_samples=1, epochs=25, grace_period=1, reduction_factor=3)
+    assert asha_milestones(budget) == [1, 3, 9]
+    for epochs, grace, factor in [(25, 1, 3), (20, 2, 2), (15, 1, 4), (100, 3, 3), (3, 1, 3)]:
+        budget = StudyBudget(num_samples=1, epochs=epochs, grace_period=grace, reduction_factor=factor)
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=grace, reduction_factor=factor)
+        rungs = sorted(milestone for milestone, _ in scheduler._brackets[0]._rungs)
+        assert asha_milestones(budget) == rungs
 
 
 def test_asha_stops_poor_trials_and_tpe_is_seeded(study):

@@ -14,6 +14,15 @@ from tune.trainable import trainable
 MAX_FAILURES = 2  # a crashed trial (lost node, killed worker) is retried from its last checkpoint
 
 
+FINAL_REPORT_EVERY = 10  # epochs between a final run's reports (and checkpoints)
+
+
+def asha_milestones(budget: StudyBudget) -> list[int]:
+    """The epochs at which ASHA (one bracket) compares trials, as ASHAScheduler derives them."""
+    rungs = int(math.log(budget.epochs / budget.grace_period) / math.log(budget.reduction_factor) + 1)
+    return [budget.grace_period * budget.reduction_factor ** k for k in range(rungs)]
+
+
 def run_config(name: str, storage: Path, progress: Progress) -> tune.RunConfig:
     return tune.RunConfig(
         name=name,
@@ -35,7 +44,8 @@ def run_study(name: str, storage: Path, data, space: dict, fixed: dict, budget: 
     progress = Progress(label or name, budget.num_samples, budget.metric, budget.mode, budget.epochs)
     tuner = tune.Tuner(
         trainable(data),
-        param_space={**fixed, "epochs": budget.epochs, "eval_test": False, **to_tune(space)},
+        param_space={**fixed, "epochs": budget.epochs, "eval_test": False,
+                     "report_epochs": asha_milestones(budget) + [budget.epochs], **to_tune(space)},
         tune_config=tune.TuneConfig(
             metric=budget.metric,
             mode=budget.mode,
@@ -55,6 +65,7 @@ def run_final(name: str, storage: Path, data, runs: list[dict], max_concurrent: 
               label: str = "") -> tune.ResultGrid:
     """Train each full config in `runs` once (no search, no early stopping)."""
     progress = Progress(label or name, len(runs), "val_loss", "min", max(run["epochs"] for run in runs))
+    runs = [{**run, "report_epochs": list(range(0, run["epochs"] + 1, FINAL_REPORT_EVERY))} for run in runs]
     tuner = tune.Tuner(
         trainable(data),
         param_space={"run": tune.grid_search(runs)},

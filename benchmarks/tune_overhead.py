@@ -1,0 +1,98 @@
+"""Does Ray Tune pay for itself on tiny mnist1d trials? Side by side in one process tree:
+
+  (a) the write-ups' plain sequential Optuna study: TPE (seeded), no pruning, one process,
+      one thread, the project's own train loop;
+  (b) the project's Ray Tune study (OptunaSearch TPE + ASHA) with the same budget on --cpus CPUs.
+
+Prints wall times, speedup wall(a)/wall(b), Tune CPU efficiency = sum of in-trial train time /
+(wall(b) x CPUs), epochs trained and the best validation loss of each, then one summary line.
+Ray's start-up is timed apart: a cluster is started once per run_all.py, not once per study.
+
+    python benchmarks/tune_overhead.py --cpus 2
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import optuna  # noqa: E402
+import torch  # noqa: E402
+
+from analysis.load import curves_from_ray  # noqa: E402
+from models import load_data  # noqa: E402
+from tune.experiments import StudyBudget  # noqa: E402
+from tune.loop import as_tensors, train  # noqa: E402
+
+LR = {"type": "loguniform", "low": 1e-5, "high": 1e-1}
+
+
+def plain_optuna(data, trials: int, epochs: int, seed: int) -> dict:
+    """The seeds' loop: every trial trains to the end, one after another."""
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    train_time = 0.0
+
+    def objective(trial):
+        nonlocal train_time
+        lr = trial.suggest_float("lr", LR["low"], LR["high"], log=True)
+        history = train({"optimizer": "adam", "lr": lr, "epochs": epochs, "seed": seed}, data)
+        train_time += sum(m["epoch_time"] for m in history)
+        return history[-1]["val_loss"]
+
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+    started = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    wall = time.perf_counter() - started
+    return {"wall": wall, "cpus": 1, "train_time": train_time, "epochs": trials * epochs, "best": study.best_value}
+
+
+def ray_tune(data, trials: int, epochs: int, seed: int, cpus: int) -> dict:
+    from tune.study import best_config, run_study
+
+    budget = StudyBudget(num_samples=trials, epochs=epochs)
+    with tempfile.TemporaryDirectory() as storage:
+        started = time.perf_counter()
+        results = run_study("tune-adam", Path(storage), data, {"lr": LR}, {"optimizer": "adam", "seed": seed},
+                            budget, seed, cpus, label="(b) Ray Tune")
+        wall = time.perf_counter() - started
+        curves = curves_from_ray(Path(storage) / "tune-adam", "benchmark", "tune")
+    best_lr = best_config(results, budget, {"lr": LR})["lr"]
+    best = min(r.metrics["val_loss"] for r in results if r.config["lr"] == best_lr)
+    return {"wall": wall, "cpus": cpus, "train_time": float(curves["epoch_time"].sum()),
+            "epochs": len(curves), "best": best}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs for the Ray Tune study (b)")
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    data = as_tensors(load_data())
+    plain = plain_optuna(data, args.trials, args.epochs, args.seed)
+
+    from tune.cluster import quiet_environment, start_local
+    quiet_environment()
+    started = time.perf_counter()
+    start_local(args.cpus)
+    ray_start = time.perf_counter() - started
+    tuned = ray_tune(data, args.trials, args.epochs, args.seed, args.cpus)
+
+    print(f"\n{args.trials} Adam trials x {args.epochs} epochs, lr 1e-5..1e-1 log (Ray start-up, not counted: {ray_start:.1f} s)")
+    print(f"{'':26s}{'wall s':>8s}{'CPUs':>6s}{'train s':>9s}{'efficiency':>12s}{'epochs':>8s}{'best val loss':>15s}")
+    for name, row in (("(a) plain Optuna loop", plain), ("(b) Ray Tune + ASHA", tuned)):
+        efficiency = row["train_time"] / (row["wall"] * row["cpus"])
+        print(f"{name:26s}{row['wall']:8.2f}{row['cpus']:6d}{row['train_time']:9.2f}{efficiency:12.2f}"
+              f"{row['epochs']:8d}{row['best']:15.4f}")
+    speedup = plain["wall"] / tuned["wall"]
+    efficiency = tuned["train_time"] / (tuned["wall"] * tuned["cpus"])
+    print(f"speedup={speedup:.2f} efficiency={efficiency:.2f} best_ratio={tuned['best'] / plain['best']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
