@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import optim
+
 KEYS = ["experiment", "optimizer", "phase", "trial_id", "seed"]
-CONFIG_COLUMNS = ["lr", "inversion_frequency", "beta", "norm_eps", "rank"]
+CONFIG_COLUMNS = ["lr", *dict.fromkeys(name for hparams in optim.HPARAMS.values() for name in hparams)]
 METRIC_COLUMNS = ["train_loss", "val_loss", "val_acc", "test_loss", "test_acc"]
 CURVE_COLUMNS = [*KEYS, "epoch", *METRIC_COLUMNS, "diverged", "epoch_time", "node_id", "max_epochs", *CONFIG_COLUMNS]
 TRIAL_COLUMNS = [*KEYS, *CONFIG_COLUMNS, "node_id", "epochs", *METRIC_COLUMNS, "best_val_loss", "best_val_acc",

@@ -15,7 +15,6 @@ import pandas as pd
 
 BASELINE = "adam"
 EQUIVALENCE_FRACTION = 0.01  # |effect| below this share of Adam's mean counts as no benefit
-CONFIG_COLUMNS = ("lr", "inversion_frequency", "beta", "norm_eps", "rank")
 METRIC_COLUMNS = ("train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
 
 SUPPORTED = "supported"

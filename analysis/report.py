@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from . import plots
-from .load import load_run, trials_from_curves
-from .metrics import (BASELINE, CONFIG_COLUMNS, EQUIVALENCE_FRACTION, INCONCLUSIVE,
+from .load import CONFIG_COLUMNS, load_run, trials_from_curves
+from .metrics import (BASELINE, EQUIVALENCE_FRACTION, INCONCLUSIVE,
                       PairedComparison, bootstrap_ci, compare_paired, epochs_to_target,
                       higher_is_better, mean_epoch_time, per_seed_metrics)
 

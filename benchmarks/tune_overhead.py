@@ -49,14 +49,25 @@ def plain_optuna(data, trials: int, epochs: int, seed: int) -> dict:
     return {"wall": wall, "cpus": 1, "train_time": train_time, "epochs": trials * epochs, "best": study.best_value}
 
 
-def ray_tune(data, trials: int, epochs: int, seed: int, cpus: int) -> dict:
+# Ray Tune set up as its docs show it, then each lever of ours added in turn (--levers).
+LEVERS = {
+    "docs style: no actor reuse": dict(reuse_actors=False, max_concurrent=None, every_epoch=True),
+    "+ reuse_actors": dict(reuse_actors=True, max_concurrent=None, every_epoch=True),
+    "+ max_concurrent_trials=CPUs": dict(reuse_actors=True, max_concurrent="cpus", every_epoch=True),
+    "+ report at ASHA rungs only": dict(reuse_actors=True, max_concurrent="cpus", every_epoch=False),
+}
+
+
+def ray_tune(data, trials: int, epochs: int, seed: int, cpus: int, reuse_actors=True, max_concurrent="cpus",
+             every_epoch=False, label="(b) Ray Tune", grace_period=1, reduction_factor=3) -> dict:
     from tune.study import best_config, run_study
 
-    budget = StudyBudget(num_samples=trials, epochs=epochs)
+    budget = StudyBudget(num_samples=trials, epochs=epochs, grace_period=grace_period, reduction_factor=reduction_factor)
+    fixed = {"optimizer": "adam", "seed": seed, **({"report_epochs": None} if every_epoch else {})}
     with tempfile.TemporaryDirectory() as storage:
         started = time.perf_counter()
-        results = run_study("tune-adam", Path(storage), data, {"lr": LR}, {"optimizer": "adam", "seed": seed},
-                            budget, seed, cpus, label="(b) Ray Tune")
+        results = run_study("tune-adam", Path(storage), data, {"lr": LR}, fixed, budget, seed,
+                            cpus if max_concurrent == "cpus" else max_concurrent, label=label, reuse_actors=reuse_actors)
         wall = time.perf_counter() - started
         curves = curves_from_ray(Path(storage) / "tune-adam", "benchmark", "tune")
     best_lr = best_config(results, budget, {"lr": LR})["lr"]
@@ -71,6 +82,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grace-period", type=int, default=StudyBudget.grace_period, help="ASHA grace period of (b)")
+    parser.add_argument("--reduction-factor", type=int, default=StudyBudget.reduction_factor, help="ASHA reduction factor of (b)")
+    parser.add_argument("--levers", action="store_true", help="also time Tune as its docs show it, adding our levers one by one")
     args = parser.parse_args()
 
     data = as_tensors(load_data())
@@ -81,13 +95,18 @@ def main() -> None:
     started = time.perf_counter()
     start_local(args.cpus)
     ray_start = time.perf_counter() - started
-    tuned = ray_tune(data, args.trials, args.epochs, args.seed, args.cpus)
+    levers = {name: ray_tune(data, args.trials, args.epochs, args.seed, args.cpus, label=name, **lever)
+              for name, lever in LEVERS.items()} if args.levers else {}
+    tuned = ray_tune(data, args.trials, args.epochs, args.seed, args.cpus,
+                     grace_period=args.grace_period, reduction_factor=args.reduction_factor)
 
     print(f"\n{args.trials} Adam trials x {args.epochs} epochs, lr 1e-5..1e-1 log (Ray start-up, not counted: {ray_start:.1f} s)")
-    print(f"{'':26s}{'wall s':>8s}{'CPUs':>6s}{'train s':>9s}{'efficiency':>12s}{'epochs':>8s}{'best val loss':>15s}")
-    for name, row in (("(a) plain Optuna loop", plain), ("(b) Ray Tune + ASHA", tuned)):
+    print(f"{'':32s}{'wall s':>8s}{'CPUs':>6s}{'train s':>9s}{'efficiency':>12s}{'epochs':>8s}{'best val loss':>15s}")
+    rows = {"(a) plain Optuna loop": plain, **{f"    {name}": row for name, row in levers.items()},
+            "(b) Ray Tune + ASHA (ours)": tuned}
+    for name, row in rows.items():
         efficiency = row["train_time"] / (row["wall"] * row["cpus"])
-        print(f"{name:26s}{row['wall']:8.2f}{row['cpus']:6d}{row['train_time']:9.2f}{efficiency:12.2f}"
+        print(f"{name:32s}{row['wall']:8.2f}{row['cpus']:6d}{row['train_time']:9.2f}{efficiency:12.2f}"
               f"{row['epochs']:8d}{row['best']:15.4f}")
     speedup = plain["wall"] / tuned["wall"]
     efficiency = tuned["train_time"] / (tuned["wall"] * tuned["cpus"])

@@ -8,7 +8,7 @@ from tune.loop import as_tensors
 from tune.experiments import StudyBudget
 from ray.tune.schedulers import ASHAScheduler
 
-from tune.study import asha_milestones, best_config, run_final, run_study
+from tune.study import PatientASHA, asha_milestones, best_config, run_final, run_study
 from tune.space import to_tune, validate_space
 
 LR = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}
@@ -108,3 +108,17 @@ def test_diverging_trials_are_reported_not_crashed(ray_session, data, tmp_path):
                         StudyBudget(num_samples=2, epochs=5), seed=0, max_concurrent=2)
     assert not results.errors
     assert all(r.metrics["diverged"] and math.isinf(r.metrics["val_loss"]) for r in results)
+
+
+def test_asha_waits_for_reduction_factor_trials_before_stopping_any():
+    from types import SimpleNamespace
+
+    scheduler = PatientASHA(time_attr="epoch", metric="val_loss", mode="min", max_t=9, grace_period=1,
+                            reduction_factor=3)
+    bracket = scheduler._brackets[0]
+    decide = lambda trial_id, loss: bracket.on_result(SimpleNamespace(trial_id=trial_id), 1, -loss)
+    assert decide("first", 1.0) == "CONTINUE"
+    assert decide("worse", 2.0) == "CONTINUE"  # Ray's ASHA would stop it: only one trial to compare with
+    assert decide("worst", 3.0) == "CONTINUE"
+    assert decide("late and bad", 2.5) == "STOP"  # three recorded: the usual cut applies
+    assert decide("late and good", 0.5) == "CONTINUE"

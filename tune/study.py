@@ -4,6 +4,7 @@ from pathlib import Path
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.search.optuna import OptunaSearch
 
 from tune.experiments import StudyBudget
@@ -23,6 +24,22 @@ def asha_milestones(budget: StudyBudget) -> list[int]:
     return [budget.grace_period * budget.reduction_factor ** k for k in range(rungs)]
 
 
+class _PatientBracket(_Bracket):
+    def cutoff(self, recorded):
+        # No cut until `rf` trials reached the rung: Ray's ASHA compares with whatever arrived
+        # first, so on a small study the second trial at a rung lives or dies by arrival order.
+        return super().cutoff(recorded) if len(recorded) >= self.rf else None
+
+
+class PatientASHA(ASHAScheduler):
+    """ASHA that stops no trial at a rung before `reduction_factor` trials have reached it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for bracket in self._brackets:
+            bracket.__class__ = _PatientBracket
+
+
 def run_config(name: str, storage: Path, progress: Progress) -> tune.RunConfig:
     return tune.RunConfig(
         name=name,
@@ -35,26 +52,27 @@ def run_config(name: str, storage: Path, progress: Progress) -> tune.RunConfig:
 
 
 def run_study(name: str, storage: Path, data, space: dict, fixed: dict, budget: StudyBudget,
-              seed: int, max_concurrent: int, label: str = "") -> tune.ResultGrid:
+              seed: int, max_concurrent: int | None, label: str = "", reuse_actors: bool = True) -> tune.ResultGrid:
     """Tune `space` (data, see tune.space) with every other config key taken from `fixed`.
 
     The search sees the validation split only. `max_concurrent` should be the CPUs available:
     without it OptunaSearch keeps a single trial pending and the other cores idle.
+    (`fixed` may override "report_epochs"; `reuse_actors=False` is only for measuring.)
     """
     progress = Progress(label or name, budget.num_samples, budget.metric, budget.mode, budget.epochs)
     tuner = tune.Tuner(
         trainable(data),
-        param_space={**fixed, "epochs": budget.epochs, "eval_test": False,
-                     "report_epochs": asha_milestones(budget) + [budget.epochs], **to_tune(space)},
+        param_space={"report_epochs": asha_milestones(budget) + [budget.epochs], **fixed,
+                     "epochs": budget.epochs, "eval_test": False, **to_tune(space)},
         tune_config=tune.TuneConfig(
             metric=budget.metric,
             mode=budget.mode,
             search_alg=OptunaSearch(seed=seed),  # TPE is Optuna's default sampler
-            scheduler=ASHAScheduler(time_attr="epoch", max_t=budget.epochs,
+            scheduler=PatientASHA(time_attr="epoch", max_t=budget.epochs,
                                     grace_period=budget.grace_period, reduction_factor=budget.reduction_factor),
             num_samples=budget.num_samples,
             max_concurrent_trials=max_concurrent,
-            reuse_actors=True,
+            reuse_actors=reuse_actors,
         ),
         run_config=run_config(name, storage, progress),
     )
