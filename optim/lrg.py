@@ -26,8 +26,8 @@ def low_rank_flat_gradient(grads: list[torch.Tensor], rank: int) -> torch.Tensor
     side = math.isqrt(length - 1) + 1  # ceil(sqrt(length)) without float rounding
     if rank >= side:
         return None
-    padded = grads[0].new_zeros(side * side)
-    torch.cat([grad.reshape(-1) for grad in grads], out=padded[:length])
+    padding = grads[0].new_zeros(side * side - length)
+    padded = torch.cat([grad.reshape(-1) for grad in grads] + [padding])
     return low_rank_approximation(padded.view(side, side), rank).view(-1)[:length]
 
 
@@ -45,6 +45,7 @@ class LRGAdam(GradientTransformWrapper):
     def validate_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
         return {"rank": positive_int("rank", hparams["rank"])}
 
+    @torch.inference_mode()  # cheaper than no_grad per operation; only temporaries are created
     def transform_gradients(self) -> None:
         # One matrix spans every group, so the groups must agree on its rank.
         ranks = {group["rank"] for group in self.param_groups}

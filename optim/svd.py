@@ -33,7 +33,7 @@ FILTERED_MIN_ROWS = 64
 # about e^FILTER_EFFORT (measured: ~e^17 leaves errors near 3e-6 on the MLP's gradients), up to
 # MAX_FILTER_DEGREE. It is applied in blocks of at most 4 degrees (3 for the first, from the unaligned
 # start), with an orthonormalisation in between so that float32 keeps the wanted directions apart.
-FILTER_EFFORT = 20.0
+FILTER_EFFORT = 18.0
 MAX_FILTER_DEGREE = 24
 
 _start_blocks: dict[tuple[int, int], torch.Tensor] = {}
@@ -77,12 +77,12 @@ def low_rank_approximation(
     return result.to(matrix.dtype)
 
 
-def _start_block(cols: int, size: int) -> torch.Tensor:
-    """A fixed Gaussian cols x size block, the same on every call so that training stays reproducible."""
-    key = (cols, size)
+def _start_block(rows: int, size: int) -> torch.Tensor:
+    """A fixed Gaussian rows x size block, the same on every call so that training stays reproducible."""
+    key = (rows, size)
     if key not in _start_blocks:
         generator = torch.Generator().manual_seed(0)
-        _start_blocks[key] = torch.randn(cols, size, generator=generator)
+        _start_blocks[key] = torch.randn(rows, size, generator=generator)
     return _start_blocks[key]
 
 
@@ -107,40 +107,41 @@ def _filtered_projection(
     rows, cols = a.shape
     size = rank + SUBSPACE_OVERSAMPLING
     gram = single @ single.T
-    basis = torch.linalg.qr(single @ _start_block(cols, size)).Q
-    b = None
+    total_energy = gram.trace()
+    basis = torch.linalg.qr(gram @ (gram @ _start_block(rows, size))).Q
+    product = gram @ basis
+    quotients = sorted(torch.linalg.vecdot(basis, product, dim=0).tolist(), reverse=True)
+    if not (math.isfinite(sum(quotients)) and quotients[0] > 0):
+        return None
+    b = max(quotients[-1], quotients[0] * 1e-4)  # kept away from zero for matrices of low rank
+    # T_j(x) for x = I - 2 M / b (its sign only flips signs), by T_{j+1} = 2x T_j - T_{j-1}; the Gram
+    # matrix is overwritten with 2x.
+    double_x = gram.mul_(-4 / b)
+    double_x.diagonal().add_(2)
+    x_basis = torch.add(basis, product, alpha=-2 / b)
     done = 0
     while True:
-        product = gram @ basis
-        quotients = sorted((basis * product).sum(0).tolist(), reverse=True)
-        if b is None:
-            if not (math.isfinite(sum(quotients)) and quotients[0] > 0):
-                return None
-            b = max(quotients[-1], quotients[0] * 1e-4)  # kept away from zero for matrices of low rank
-            # T_j(x) for x = I - 2 M / b (the sign of x only flips signs), by T_{j+1} = 2x T_j - T_{j-1}.
-            double_x = gram * (-4 / b)
-            double_x.diagonal().add_(2)
-        # A Chebyshev polynomial of degree d grows like e^(d acosh(x)) at x = 2 λ / b - 1 > 1; the
-        # Rayleigh quotients estimate λ_k, better once the block has aligned with the eigenvectors.
+        # T_d grows like e^(d acosh(y)) at y = 2 λ / b - 1 > 1; the Rayleigh quotients estimate λ_k,
+        # better once the block has aligned with the eigenvectors.
         growth = 2 * quotients[rank - 1] / b - 1
         if growth <= 1:
             return None
         degree = math.ceil(FILTER_EFFORT / math.acosh(growth))
         if degree > MAX_FILTER_DEGREE:
             return None
-        step = min(degree - done, 4 if done else 3)
-        if step <= 0:
-            break
-        previous, current = basis, torch.add(basis, product, alpha=-2 / b)
+        step = max(1, min(degree - done, 4))
+        previous, current = basis, x_basis
         for _ in range(step - 1):
             previous, current = current, torch.addmm(previous, double_x, current, beta=-1)
         done += step
         if done >= degree:
-            basis = torch.linalg.qr(current.double()).Q
             break
         basis = torch.linalg.qr(current).Q
-    if basis.dtype != torch.float64:
-        basis = torch.linalg.qr(basis.double()).Q
+        x_basis = torch.addmm(basis, double_x, basis, beta=0, alpha=0.5)
+        # qᵀ x q = 1 - 2 qᵀ M q / b
+        dots = torch.linalg.vecdot(basis, x_basis, dim=0).tolist()
+        quotients = sorted(((1 - dot) * b / 2 for dot in dots), reverse=True)
+    basis = torch.linalg.qr(current.double()).Q
 
     coords = basis.T @ a
     values, rotation = torch.linalg.eigh(coords @ coords.T)  # ascending
@@ -148,7 +149,7 @@ def _filtered_projection(
     right = coords.T @ rotation  # Aᵀ y_i
     residuals = torch.linalg.vector_norm(torch.addmm(vectors * values, a, right, beta=-1), dim=0)
     value_list, residual_list = values.tolist(), residuals.tolist()
-    total_energy = gram.trace().item()
+    total_energy = total_energy.item()
 
     top = slice(size - rank, size)
     wanted, unwanted = value_list[top], value_list[: size - rank]
@@ -173,10 +174,11 @@ def _filtered_projection(
     if not error_sq <= tolerance**2 * sum(wanted):
         return None
 
+    # τ I - M + Y Θ Yᵀ with M = (2 I - double_x) b / 4; built in float32, so τ is lowered by a bound on
+    # the rounding of the check.
     ritz = vectors.float()
-    check = torch.addmm(gram, ritz * values.float(), ritz.T, beta=-1)
-    # Built in float32, so τ is lowered by a bound on the rounding of the check.
-    check.diagonal().add_(tau - 2 * (rows + cols) * torch.finfo(torch.float32).eps * total_energy)
+    check = torch.addmm(double_x, ritz * values.float(), ritz.T, beta=b / 4)
+    check.diagonal().add_(tau - b / 2 - 2 * (rows + cols) * torch.finfo(torch.float32).eps * total_energy)
     if torch.linalg.cholesky_ex(check, upper=True).info.item():  # upper: no transposing copy
         return None
     return ritz[:, top] @ right[:, top].T.float()
@@ -284,6 +286,7 @@ class SVDGradientOptimizer(GradientTransformWrapper):
     def validate_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
         return {"rank": positive_int("rank", hparams["rank"])}
 
+    @torch.inference_mode()  # cheaper than no_grad per operation; only temporaries are created
     def transform_gradients(self) -> None:
         for group in self.param_groups:
             rank = group["rank"]

@@ -117,5 +117,6 @@ def test_worker_node_dying_mid_study_does_not_stop_the_run(cluster, tmp_path):
     out, err = driver.communicate(timeout=900)
     assert driver.returncode == 0, err[-3000:]
     trials = pd.read_parquet(tmp_path / "dies" / "trials.parquet")
-    assert (trials[trials["phase"] == "tune"].groupby("optimizer")["trial_id"].nunique() == 6).all()
+    counts = trials[trials["phase"] == "tune"].groupby("optimizer")["trial_id"].nunique()
+    assert (counts == 6).all(), (counts, out[-2000:], err[-2000:])
     assert set(trials.loc[trials["phase"] == "final", "seed"]) == {1, 2}

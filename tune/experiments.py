@@ -134,28 +134,14 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
                  "every optimizer must search the same lr range as the baseline")
         _check_bounds(name, space, at)
 
-    tuning_raw = dict(raw.get("tuning", {}))
-    for key in ("num_samples", "epochs", "grace_period", "reduction_factor"):
-        if key in tuning_raw:
-            _positive_int(tuning_raw[key], f"{where}.tuning.{key}")
-    try:
-        tuning = StudyBudget(**tuning_raw)
-    except TypeError as error:
-        raise SpecError(f"{where}.tuning: {error}") from None
+    tuning = _section(raw, "tuning", StudyBudget, ("num_samples", "epochs", "grace_period", "reduction_factor"), where)
     _require(tuning.metric in METRIC_MODES, f"{where}.tuning.metric", f"must be one of {', '.join(METRIC_MODES)}")
     _require(tuning.mode == METRIC_MODES[tuning.metric], f"{where}.tuning.mode",
              f"{tuning.metric} is optimised with mode {METRIC_MODES[tuning.metric]!r}")
     _require(tuning.grace_period <= tuning.epochs, f"{where}.tuning.grace_period", "must not exceed tuning.epochs")
     _require(tuning.reduction_factor >= 2, f"{where}.tuning.reduction_factor", "must be at least 2")
 
-    final_raw = raw.get("final", {})
-    for key in ("epochs", "seeds"):
-        if key in final_raw:
-            _positive_int(final_raw[key], f"{where}.final.{key}")
-    try:
-        final = FinalRuns(**final_raw)
-    except TypeError as error:
-        raise SpecError(f"{where}.final: {error}") from None
+    final = _section(raw, "final", FinalRuns, ("epochs", "seeds"), where)
 
     batch_size = _positive_int(raw.get("batch_size", 100), f"{where}.batch_size")
     verdict = raw.get("reported_verdict", "")
@@ -167,6 +153,19 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
         final=final, reported=raw.get("reported", {}), reported_metrics=raw.get("reported_metrics", {}),
         reported_verdict=verdict, choices=tuple(raw.get("choices", ())),
     )
+
+
+def _section(raw: dict, key: str, kind, positive_fields: tuple, where: str):
+    """The dataclass `kind` built from raw[key], its integer fields checked."""
+    values = raw.get(key, {})
+    _require(isinstance(values, dict), f"{where}.{key}", "must be a JSON object")
+    for field_name in positive_fields:
+        if field_name in values:
+            _positive_int(values[field_name], f"{where}.{key}.{field_name}")
+    try:
+        return kind(**values)
+    except TypeError as error:
+        raise SpecError(f"{where}.{key}: {error}") from None
 
 
 def _check_bounds(name: str, space: dict, where: str) -> None:

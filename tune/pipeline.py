@@ -8,6 +8,7 @@ Layout under the run folder:
 Finished studies are never re-run; an interrupted Ray run continues from its own state.
 """
 import json
+import sys
 from pathlib import Path
 
 from ray import tune
@@ -15,7 +16,7 @@ from ray import tune
 from models import load_data
 from tune.experiments import ExperimentSpec
 from tune.loop import as_tensors
-from tune.study import best_config, run_final, run_study
+from tune.study import MAX_FAILURES, best_config, run_final, run_study
 from tune.trainable import trainable
 
 FINAL = "final"
@@ -49,8 +50,13 @@ def _write_json(path: Path, value) -> None:
 def _fit(folder: Path, fresh, data) -> tune.ResultGrid:
     """Continue the Ray run saved in `folder` if there is one, else start `fresh()`."""
     if (folder / "tuner.pkl").exists():
-        return tune.Tuner.restore(str(folder), trainable(data), resume_unfinished=True, resume_errored=True).fit()
-    return fresh()
+        results = tune.Tuner.restore(str(folder), trainable(data), resume_unfinished=True, resume_errored=True).fit()
+    else:
+        results = fresh()
+    if results.errors:
+        print(f"warning: {len(results.errors)} trial(s) of {folder} failed {MAX_FAILURES + 1} times and were "
+              f"given up; their error.txt files are under that folder", file=sys.stderr)
+    return results
 
 
 def run_experiment(spec: ExperimentSpec, run_dir: Path, cpus: int, seed: int) -> None:
