@@ -25,18 +25,19 @@ FLOAT64_EIGH_MAX_ROWS = 96
 # Extra eigenvectors refined alongside the wanted ones, so that a wanted direction needs to be told apart
 # precisely only from directions outside this larger set, with a wider gap.
 OVERSAMPLING = 10
-# The subspace-iteration route: its subspace holds the wanted vectors plus this many, and is used when it
-# fills at most half of the rows (of the wide orientation) and there are at least FILTERED_MIN_ROWS.
+# The subspace-iteration route (_filtered_projection) handles wide matrices with at least
+# FILTERED_MIN_ROWS rows (measured crossover with the float64 `eigh` is about 70) when its subspace, the
+# wanted vectors plus SUBSPACE_OVERSAMPLING, fills at most half of them.
 SUBSPACE_OVERSAMPLING = 14
-FILTERED_MIN_ROWS = 64
-# The route's Chebyshev filter gets the degree that should shrink the unwanted part of the subspace by
-# about e^FILTER_EFFORT (measured: ~e^17 leaves errors near 3e-6 on the MLP's gradients), up to
-# MAX_FILTER_DEGREE. It is applied in blocks of at most 4 degrees (3 for the first, from the unaligned
-# start), with an orthonormalisation in between so that float32 keeps the wanted directions apart.
-FILTER_EFFORT = 18.0
+FILTERED_MIN_ROWS = 72
+# Its Chebyshev filter gets the degree that should shrink the unwanted part of the subspace by about
+# e^FILTER_EFFORT, at most MAX_FILTER_DEGREE; if the result misses the tolerance, FILTER_RETRY_DEGREE
+# more degrees are tried once. On the MLP's gradients 1-15% of calls need the retry.
+FILTER_EFFORT = 15.0
 MAX_FILTER_DEGREE = 24
+FILTER_RETRY_DEGREE = 4
 
-_start_blocks: dict[tuple[int, int], torch.Tensor] = {}
+_start_blocks: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
 
 def exact_low_rank_approximation(matrix: torch.Tensor, rank: int) -> torch.Tensor:
@@ -45,13 +46,15 @@ def exact_low_rank_approximation(matrix: torch.Tensor, rank: int) -> torch.Tenso
     return ((u[:, :rank] * s[:rank]) @ vh[:rank]).to(matrix.dtype)
 
 
+@torch.no_grad()
 def low_rank_approximation(
     matrix: torch.Tensor, rank: int, tolerance: float = FAST_ROUTE_TOLERANCE
 ) -> torch.Tensor:
     """The best rank-`rank` approximation of a 2-D tensor: its SVD truncated to the top `rank` values.
 
     Matches the exact float64 reconstruction within `tolerance` relative Frobenius error (an estimate,
-    checked on every call; tests check 1e-4). Non-finite matrices are returned unchanged.
+    checked on every call; tests check 1e-4). Non-finite matrices are returned unchanged. Not
+    differentiable.
     The fast routes work on the Gram matrix of the shorter side, which is cheaper than
     `torch.linalg.svd`; when a route's error estimate is too large, the exact float64 SVD is used.
     """
@@ -77,12 +80,13 @@ def low_rank_approximation(
     return result.to(matrix.dtype)
 
 
-def _start_block(rows: int, size: int) -> torch.Tensor:
-    """A fixed Gaussian rows x size block, the same on every call so that training stays reproducible."""
-    key = (rows, size)
+def _start_block(rows: int, size: int, device: torch.device) -> torch.Tensor:
+    """A fixed Gaussian rows x size float32 block: the same on every call, so that training stays
+    reproducible."""
+    key = (rows, size, device)
     if key not in _start_blocks:
         generator = torch.Generator().manual_seed(0)
-        _start_blocks[key] = torch.randn(rows, size, generator=generator)
+        _start_blocks[key] = torch.randn(rows, size, generator=generator, dtype=torch.float32).to(device)
     return _start_blocks[key]
 
 
@@ -107,72 +111,44 @@ def _filtered_projection(
     rows, cols = a.shape
     size = rank + SUBSPACE_OVERSAMPLING
     gram = single @ single.T
-    total_energy = gram.trace()
-    basis = torch.linalg.qr(gram @ (gram @ _start_block(rows, size))).Q
+    total_energy = gram.trace().item()
+    basis = torch.linalg.qr(gram @ (gram @ _start_block(rows, size, a.device))).Q
     product = gram @ basis
     quotients = sorted(torch.linalg.vecdot(basis, product, dim=0).tolist(), reverse=True)
-    if not (math.isfinite(sum(quotients)) and quotients[0] > 0):
+    if not (math.isfinite(total_energy) and quotients[0] > 0):
         return None
     b = max(quotients[-1], quotients[0] * 1e-4)  # kept away from zero for matrices of low rank
-    # T_j(x) for x = I - 2 M / b (its sign only flips signs), by T_{j+1} = 2x T_j - T_{j-1}; the Gram
-    # matrix is overwritten with 2x.
+    # T_d grows like e^(d acosh(y)) at y = 2 λ / b - 1 > 1; the Rayleigh quotients estimate λ_k.
+    growth = 2 * quotients[rank - 1] / b - 1
+    if growth <= 1:
+        return None
+    degree = math.ceil(FILTER_EFFORT / math.acosh(growth))
+    if degree > MAX_FILTER_DEGREE:
+        return None
+    # x = I - 2 M / b (its sign only flips signs); the Gram matrix is overwritten with 2x.
     double_x = gram.mul_(-4 / b)
     double_x.diagonal().add_(2)
     x_basis = torch.add(basis, product, alpha=-2 / b)
-    done = 0
-    while True:
-        # T_d grows like e^(d acosh(y)) at y = 2 λ / b - 1 > 1; the Rayleigh quotients estimate λ_k,
-        # better once the block has aligned with the eigenvectors.
-        growth = 2 * quotients[rank - 1] / b - 1
-        if growth <= 1:
-            return None
-        degree = math.ceil(FILTER_EFFORT / math.acosh(growth))
-        if degree > MAX_FILTER_DEGREE:
-            return None
-        step = max(1, min(degree - done, 4))
-        previous, current = basis, x_basis
-        for _ in range(step - 1):
-            previous, current = current, torch.addmm(previous, double_x, current, beta=-1)
-        done += step
-        if done >= degree:
-            break
-        basis = torch.linalg.qr(current).Q
-        x_basis = torch.addmm(basis, double_x, basis, beta=0, alpha=0.5)
-        # qᵀ x q = 1 - 2 qᵀ M q / b
-        dots = torch.linalg.vecdot(basis, x_basis, dim=0).tolist()
-        quotients = sorted(((1 - dot) * b / 2 for dot in dots), reverse=True)
-    basis = torch.linalg.qr(current.double()).Q
-
-    coords = basis.T @ a
-    values, rotation = torch.linalg.eigh(coords @ coords.T)  # ascending
-    vectors = basis @ rotation
-    right = coords.T @ rotation  # Aᵀ y_i
-    residuals = torch.linalg.vector_norm(torch.addmm(vectors * values, a, right, beta=-1), dim=0)
-    value_list, residual_list = values.tolist(), residuals.tolist()
-    total_energy = total_energy.item()
-
-    top = slice(size - rank, size)
-    wanted, unwanted = value_list[top], value_list[: size - rank]
-    kth = wanted[0]
-    # The filter leaves the eigenvalues below about b unresolved, so τ is put between b and θ_k.
-    tau = math.sqrt(kth * b)
-    if kth <= tau:
-        return None
-    outside_sq = [(r / (value - tau)) ** 2 for value, r in zip(wanted, residual_list[top])]
-    error_sq = sum(min(angle_sq, 1.0) * (value + tau) for angle_sq, value in zip(outside_sq, wanted))
-    # The coupling through y_j, over all wanted y_i at once; θ_i - θ_j >= θ_k - θ_j, and
-    # (x + y)² <= 2x² + 2y² splits off rounding.
     rounding = (rows + cols) * torch.finfo(torch.float64).eps * total_energy
-    coupling_sq = rounding_sq = 0.0
-    for value, r in zip(unwanted, residual_list[: size - rank]):
-        if value >= kth:
-            return None  # θ_k is not separated from the unwanted Ritz values
-        weight = (wanted[-1] + max(value, 0.0)) / (kth - value) ** 2
-        coupling_sq += r**2 * weight
-        rounding_sq += rounding**2 * weight
-    error_sq += 2 * min(sum(outside_sq), 1.0) * coupling_sq + 2 * rank * rounding_sq
-    if not error_sq <= tolerance**2 * sum(wanted):
-        return None
+    for attempt in range(2):
+        basis = _chebyshev_basis(double_x, basis, x_basis, degree)
+        coords = basis.T @ a
+        values, rotation = torch.linalg.eigh(coords @ coords.T)  # ascending
+        vectors = basis @ rotation
+        right = coords.T @ rotation  # Aᵀ y_i
+        residuals = torch.linalg.vector_norm(torch.addmm(vectors * values, a, right, beta=-1), dim=0)
+        estimate = _error_estimate(values.tolist(), residuals.tolist(), rank, b, rounding)
+        if estimate is None:
+            return None
+        error, tau = estimate
+        if error <= tolerance:
+            break
+        if attempt:
+            return None
+        # Filter on from the Ritz vectors, the best basis at hand.
+        basis = vectors.float()
+        x_basis = torch.addmm(basis, double_x, basis, beta=0, alpha=0.5)
+        degree = FILTER_RETRY_DEGREE
 
     # τ I - M + Y Θ Yᵀ with M = (2 I - double_x) b / 4; built in float32, so τ is lowered by a bound on
     # the rounding of the check.
@@ -181,7 +157,54 @@ def _filtered_projection(
     check.diagonal().add_(tau - b / 2 - 2 * (rows + cols) * torch.finfo(torch.float32).eps * total_energy)
     if torch.linalg.cholesky_ex(check, upper=True).info.item():  # upper: no transposing copy
         return None
+    top = slice(size - rank, size)
     return ritz[:, top] @ right[:, top].T.float()
+
+
+def _chebyshev_basis(
+    double_x: torch.Tensor, basis: torch.Tensor, x_basis: torch.Tensor, degree: int
+) -> torch.Tensor:
+    """An orthonormal float64 basis of T_degree(x) `basis`, given double_x = 2x and x_basis = x `basis`.
+
+    T_{j+1} = 2x T_j - T_{j-1}. Every 4 degrees at most the block is orthonormalised and the polynomial
+    restarted, before the largest eigenvalues swamp the wanted ones in float32.
+    """
+    count = math.ceil(degree / 4)
+    for index in range(count):
+        if index:
+            basis = torch.linalg.qr(current).Q
+            x_basis = torch.addmm(basis, double_x, basis, beta=0, alpha=0.5)
+        previous, current = basis, x_basis
+        for _ in range((degree + index) // count - 1):
+            previous, current = current, torch.addmm(previous, double_x, current, beta=-1)
+    return torch.linalg.qr(current.double()).Q
+
+
+def _error_estimate(
+    values: list[float], residuals: list[float], rank: int, b: float, rounding: float
+) -> tuple[float, float] | None:
+    """The estimated relative error of the top-`rank` Ritz truncation and the τ it assumes, or None if θ_k
+    is not separated from the rest. `values` ascend; see _filtered_projection for the terms."""
+    size = len(values)
+    wanted, unwanted = values[size - rank :], values[: size - rank]
+    kth = wanted[0]
+    # The filter leaves the eigenvalues below about b unresolved, so τ is put between b and θ_k.
+    tau = math.sqrt(kth * b)
+    if kth <= tau:
+        return None
+    outside_sq = [(r / (value - tau)) ** 2 for value, r in zip(wanted, residuals[size - rank :])]
+    error_sq = sum(min(angle_sq, 1.0) * (value + tau) for angle_sq, value in zip(outside_sq, wanted))
+    # The coupling through y_j, over all wanted y_i at once; θ_i - θ_j >= θ_k - θ_j, and
+    # (x + y)² <= 2x² + 2y² splits off rounding.
+    coupling_sq = rounding_sq = 0.0
+    for value, r in zip(unwanted, residuals[: size - rank]):
+        if value >= kth:
+            return None
+        weight = (wanted[-1] + max(value, 0.0)) / (kth - value) ** 2
+        coupling_sq += r**2 * weight
+        rounding_sq += rounding**2 * weight
+    error_sq += 2 * min(sum(outside_sq), 1.0) * coupling_sq + 2 * rank * rounding_sq
+    return math.sqrt(error_sq / sum(wanted)), tau
 
 
 def _float64_projection(a: torch.Tensor, rank: int, tolerance: float) -> torch.Tensor | None:
@@ -196,15 +219,10 @@ def _float64_projection(a: torch.Tensor, rank: int, tolerance: float) -> torch.T
     eigenvalues, eigenvectors = torch.linalg.eigh(a @ a.T)  # ascending
     top = eigenvectors[:, rows - rank :]
     result = top @ (top.T @ a)
-    squared = eigenvalues.clamp(min=0.0)
-    next_singular_value, kth_singular_value, total_energy, kept_energy = torch.cat([
-        squared[rows - rank - 1 : rows - rank + 1].sqrt(),
-        squared.sum().reshape(1),
-        squared[rows - rank :].sum().reshape(1),
-    ]).tolist()
-    rounding = (rows + cols) * torch.finfo(torch.float64).eps * total_energy
-    gap = kth_singular_value - next_singular_value
-    if rounding <= tolerance * gap * kept_energy**0.5:
+    squared = [max(value, 0.0) for value in eigenvalues.tolist()]
+    rounding = (rows + cols) * torch.finfo(torch.float64).eps * sum(squared)
+    gap = math.sqrt(squared[rows - rank]) - math.sqrt(squared[rows - rank - 1])
+    if rounding <= tolerance * gap * math.sqrt(sum(squared[rows - rank :])):
         return result
     return None
 

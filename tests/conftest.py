@@ -19,12 +19,13 @@ def data():
 
 @pytest.fixture(scope="session")
 def ray_session():
+    """The local Ray run_all.py starts, with 2 CPUs; yields its context."""
     import ray
     from tune.cluster import quiet_environment, start_local
 
     quiet_environment()
-    start_local(cpus=2)
-    yield ray
+    context = start_local(cpus=2)
+    yield context
     ray.shutdown()
 
 

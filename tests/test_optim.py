@@ -386,14 +386,7 @@ def test_low_rank_approximation_falls_back_where_the_fast_route_would_miss(monke
     reference = truncated_svd(matrix, 60)
     assert relative_error(low_rank_approximation(matrix, 60, tolerance=math.inf), reference) > 1e-4
 
-    fallbacks = []
-    exact = optim.svd.exact_low_rank_approximation
-
-    def counting_exact(matrix, rank):
-        fallbacks.append(rank)
-        return exact(matrix, rank)
-
-    monkeypatch.setattr(optim.svd, "exact_low_rank_approximation", counting_exact)
+    fallbacks = counting_fallbacks(monkeypatch)
     assert relative_error(low_rank_approximation(matrix, 60), reference) <= 1e-4
     assert fallbacks == [60]
     for gradient in default_mlp_gradients().values():
@@ -409,8 +402,91 @@ def test_low_rank_approximation_falls_back_where_the_fast_route_would_miss(monke
     assert fallbacks == [60, 3]
 
 
-def test_low_rank_approximation_passes_non_finite_and_zero_matrices_through():
-    matrix = torch.randn(20, 30)
-    matrix[3, 4] = float("nan")
-    assert torch.equal(low_rank_approximation(matrix, 2).isnan(), matrix.isnan())
-    assert torch.equal(low_rank_approximation(torch.zeros(20, 30), 2), torch.zeros(20, 30))
+@pytest.mark.parametrize("shape", [(20, 30), (124, 124)])  # the float64 and the subspace-iteration route
+def test_low_rank_approximation_passes_non_finite_and_zero_matrices_through(shape):
+    for bad in (float("nan"), float("inf")):
+        matrix = torch.randn(shape)
+        matrix[3, 4] = bad
+        torch.testing.assert_close(low_rank_approximation(matrix, 2), matrix, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(low_rank_approximation(torch.zeros(shape), 2), torch.zeros(shape))
+
+
+# --- the subspace-iteration route (large matrices, small ranks) -------------------------------------
+
+
+def counting_fallbacks(monkeypatch) -> list[int]:
+    fallbacks = []
+    exact = optim.svd.exact_low_rank_approximation
+
+    def counting_exact(matrix, rank):
+        fallbacks.append(rank)
+        return exact(matrix, rank)
+
+    monkeypatch.setattr(optim.svd, "exact_low_rank_approximation", counting_exact)
+    return fallbacks
+
+
+def matrix_with_singular_values(singular_values: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    size = singular_values.numel()
+    u, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
+    return u @ torch.diag(singular_values.double()) @ v.T
+
+
+def test_subspace_route_is_used_for_the_mlp_gradients_and_is_deterministic(monkeypatch):
+    calls = []
+    filtered = optim.svd._filtered_projection
+    monkeypatch.setattr(optim.svd, "_filtered_projection", lambda *args: calls.append(1) or filtered(*args))
+    gradients = default_mlp_gradients()
+    for name in ("lrg matrix, step 0", "hidden weight, step 50"):
+        first = low_rank_approximation(gradients[name], 10)
+        low_rank_approximation(torch.randn(80, 90), 7)  # another call in between changes nothing
+        assert torch.equal(low_rank_approximation(gradients[name], 10), first)
+    assert len(calls) == 6
+
+
+def test_subspace_route_estimate_holds_when_the_filter_is_cut_short(monkeypatch):
+    # Too few filter degrees leave the block unconverged: whenever the route still answers, its error
+    # estimate must have been an upper bound.
+    monkeypatch.setattr(optim.svd, "FILTER_RETRY_DEGREE", 1)
+    gradients = default_mlp_gradients()
+    matrices = [gradients["lrg matrix, step 50"], gradients["hidden weight, step 0"]]
+    matrices += [sample_matrices()[name] for name in ("gaussian", "decaying spectrum", "low rank plus noise")]
+    answered = 0
+    for effort in (2.0, 4.0, 6.0, 9.0):
+        monkeypatch.setattr(optim.svd, "FILTER_EFFORT", effort)
+        for matrix in matrices:
+            for tolerance in (1e-3, 1e-4, 1e-5):
+                result = optim.svd._filtered_projection(matrix.double(), matrix.float(), 10, tolerance)
+                if result is not None:
+                    answered += 1
+                    assert relative_error(result, truncated_svd(matrix, 10)) <= tolerance
+    assert answered >= 20
+
+
+def test_subspace_route_check_rejects_a_block_missing_a_top_direction(monkeypatch):
+    # An exactly invariant block without the top singular direction has tiny residuals; only the
+    # Cholesky check can notice that an eigenvalue above τ lies outside it.
+    singular_values = torch.logspace(0, -2, 124)
+    matrix = matrix_with_singular_values(singular_values).float()
+    u = torch.linalg.svd(matrix.double()).U
+    for block, accepted in ((u[:, :24], True), (u[:, 1:25], False)):
+        monkeypatch.setattr(optim.svd, "_chebyshev_basis", lambda *args, block=block: block.clone())
+        result = optim.svd._filtered_projection(matrix.double(), matrix.float(), 10, 1e-5)
+        assert (result is not None) == accepted
+
+    fallbacks = counting_fallbacks(monkeypatch)
+    assert relative_error(low_rank_approximation(matrix, 10), truncated_svd(matrix, 10)) <= 1e-4
+    assert fallbacks == [10]
+
+
+def test_subspace_route_falls_back_on_equal_singular_values(monkeypatch):
+    # σ_10 = σ_11 exactly (float64): the truncation is not unique, so the route must not pick one.
+    singular_values = torch.cat([torch.linspace(4, 2, 9), torch.ones(2), torch.linspace(0.5, 0.01, 113)])
+    matrix = matrix_with_singular_values(singular_values)
+    fallbacks = counting_fallbacks(monkeypatch)
+    low_rank_approximation(matrix, 10)
+    assert fallbacks == [10]
+    low_rank_approximation(matrix, 9)  # σ_9 > σ_10: fine
+    assert fallbacks == [10]

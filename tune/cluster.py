@@ -38,10 +38,12 @@ def runtime_env() -> dict:
 
 def start_local(cpus: int, dashboard: bool = False):
     """A one-machine Ray that listens on loopback only."""
-    # Ray's single-machine mode (its default on macOS/Windows) binds every service to 127.0.0.1;
-    # Ray reads this when first imported, so it must be set before that.
+    # Ray's single-machine mode (its default on macOS/Windows) binds every service to 127.0.0.1.
+    # Ray reads the variable when first imported; if that already happened, set what it read.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
+    from ray._private import ray_constants
+    ray_constants.ENABLE_RAY_CLUSTER = False
     return ray.init(address="local", num_cpus=cpus, include_dashboard=dashboard, log_to_driver=False,
                     logging_level=logging.ERROR, runtime_env=runtime_env())
 
