@@ -74,18 +74,17 @@ def select_experiments(names_text: str, spec_files: list[Path], num_samples, see
     clash = [spec.name for spec in extra if spec.name in specs]
     if clash:
         raise CliError(f"--spec: experiment name {clash[0]!r} is taken by a built-in experiment; rename it")
-    if extra and names_text.strip() == "all":
-        names_text = ""
-    specs.update({spec.name: spec for spec in extra})
-    names = list(specs) if names_text.strip() == "all" else [name.strip() for name in names_text.split(",")]
-    if extra:
-        names = [name for name in names if name] + [spec.name for spec in extra]
-    if not names or any(name == "" for name in names):
-        raise CliError(f"--experiments: empty name in {names_text!r}; choose from {', '.join(specs)}")
+    if names_text.strip() == "all":
+        names = [] if extra else list(specs)
+    else:
+        names = [name.strip() for name in names_text.split(",")]
+        if any(name == "" for name in names):
+            raise CliError(f"--experiments: empty name in {names_text!r}; choose from {', '.join(specs)}")
     unknown = [name for name in names if name not in specs]
     if unknown:
         raise CliError(f"--experiments: unknown {', '.join(unknown)}; choose from {', '.join(specs)}")
-    return [specs[name].with_budget(num_samples, seeds, smoke) for name in dict.fromkeys(names)]
+    chosen = [specs[name] for name in dict.fromkeys(names)] + extra
+    return [spec.with_budget(num_samples, seeds, smoke) for spec in chosen]
 
 
 def list_experiments() -> None:

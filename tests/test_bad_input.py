@@ -24,7 +24,7 @@ def spec_file(folder: Path, name: str = "mine", **changes) -> Path:
             del node[leaf]
         else:
             node[leaf] = value
-    file = folder / f"{name}-{abs(hash(json.dumps(changes, sort_keys=True)))}.json"
+    file = folder / f"spec-{abs(hash((name, json.dumps(changes, sort_keys=True))))}.json"
     file.write_text(json.dumps(spec))
     return file
 
@@ -84,6 +84,7 @@ SPEC_CASES = {
     "spec grace period beyond epochs": ({"tuning__grace_period": 99}, ["grace_period"]),
     "spec metric and mode contradict": ({"tuning__mode": "max"}, ["mode"]),
     "spec zero seeds": ({"final__seeds": 0}, ["seeds"]),
+    "spec name that is a path": ({"name": "../up"}, ["name"]),
     "spec unknown hyperparameter": ({"optimizers__svd__momentum": {"type": "uniform", "low": 0, "high": 1}}, ["momentum"]),
 }
 
@@ -109,6 +110,7 @@ def test_unreadable_spec_files(output, tmp_path):
     assert_refused(run_cli("--spec", broken, "--output", output), "broken.json")
     assert_refused(run_cli("--spec", tmp_path / "missing.json", "--output", output), "missing.json")
     assert_refused(run_cli("--spec", spec_file(tmp_path, name="svd"), "--output", output), "svd", "taken")
+    assert_refused(run_cli("--spec", spec_file(tmp_path), "--experiments", "cgi,", "--output", output), "empty")
 
 
 def test_output_that_cannot_hold_runs(tmp_path):
@@ -124,3 +126,14 @@ def test_a_good_spec_file_is_accepted_by_list_and_validation(tmp_path):
     from tune.experiments import load_spec
 
     assert load_spec(spec_file(tmp_path)).name == "mine"
+
+
+def test_spec_files_choose_what_runs(tmp_path):
+    import run_all
+
+    mine = spec_file(tmp_path)
+    assert [s.name for s in run_all.select_experiments("all", [mine], None, None, False)] == ["mine"]
+    both = run_all.select_experiments("cgi", [mine], 4, 3, False)
+    assert [s.name for s in both] == ["cgi", "mine"]
+    assert {(s.tuning.num_samples, s.final.seeds) for s in both} == {(4, 3)}
+    assert len(run_all.select_experiments("all", [], None, None, True)) == 6

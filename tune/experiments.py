@@ -5,6 +5,7 @@ the tuning budget (trials, epochs, ASHA), the tuning metric, the final runs, and
 write-up itself reported, so the report can show it beside our numbers.
 """
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -105,6 +106,8 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
     _require(not unknown, where, f"unknown field(s) {', '.join(unknown)}")
     for key in ("name", "title", "seed_file", "hypothesis"):
         _require(isinstance(raw.get(key), str) and raw[key].strip() != "", f"{where}.{key}", "must be a non-empty string")
+    _require(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", raw["name"]) is not None, f"{where}.name",
+             f"must be a plain folder name (letters, digits, - and _), got {raw['name']!r}")
     where = f"spec {raw['name']}"
 
     try:
