@@ -13,8 +13,6 @@ from tune.space import to_tune
 from tune.trainable import trainable
 
 MAX_FAILURES = 3  # a crashed trial (lost node, killed worker) is retried from its last checkpoint
-
-
 FINAL_REPORT_EVERY = 10  # epochs between a final run's reports (and checkpoints)
 
 
