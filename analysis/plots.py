@@ -76,6 +76,8 @@ def _display_scale(metric: str) -> float:
 def _style(ax, metric: str, title: str, xlabel: str):
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
+    if xlabel == "epoch":
+        ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
     ax.set_ylabel(AXIS_LABELS.get(metric, metric))
     if "loss" in metric:
         ax.set_yscale("log")
@@ -205,6 +207,7 @@ def plot_objective_vs_lr(trials: pd.DataFrame, metric: str = "val_loss", mode: s
     ax.scatter([], [], marker="x", color="grey", label="diverged (top edge)")
     ax.scatter([], [], marker="*", s=120, color="grey", edgecolors="black", label="best trial")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())  # labelled minor ticks collide on a narrow range
     _style(ax, metric, title or f"Objective: {metric} at the trial's last epoch ({mode})",
            "learning rate (log scale)")
     _leave_room_at_top(ax, tune[metric].to_numpy(dtype=float) * scale)
