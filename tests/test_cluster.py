@@ -4,6 +4,7 @@ refuses a wrong token or a dead address with one line."""
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -34,7 +35,9 @@ class TwoNodeCluster:
         self.worker_dir.mkdir()
 
     def ray(self, *args, cwd):
-        subprocess.run(["ray", *args], cwd=cwd, env=self.env, check=True, capture_output=True, timeout=120)
+        # the `ray` CLI installed beside this interpreter, whatever PATH says
+        cli = Path(sys.executable).parent / "ray"
+        subprocess.run([str(cli), *args], cwd=cwd, env=self.env, check=True, capture_output=True, timeout=120)
 
     def start(self):
         self.ray("start", "--head", "--port", str(self.port), "--num-cpus", "1", "--include-dashboard=false",
@@ -106,7 +109,7 @@ def test_wrong_token_is_refused_in_one_line(cluster, tmp_path):
 def test_worker_node_dying_mid_study_does_not_stop_the_run(cluster, tmp_path):
     """Last in this module: it leaves the cluster with its head node only."""
     driver = subprocess.Popen(
-        [os.sys.executable, str(Path(__file__).parent.parent / "run_all.py"), "--address", cluster.address,
+        [sys.executable, str(Path(__file__).parent.parent / "run_all.py"), "--address", cluster.address,
          "--smoke", "--experiments", "cgi", "--num-samples", "6", "--output", str(tmp_path), "--name", "dies"],
         cwd=cluster.worker_dir, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
