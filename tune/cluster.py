@@ -85,7 +85,7 @@ def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         if int(done.stdout.split("PROBE-OK")[1].split()[0]) < 1:
             raise ClusterError(f"--address {address}: the cluster has no CPUs to run trials on")
         return
-    if "InvalidAuthToken" in output or "Authentication" in output or "auth" in output.lower() and "token" in output.lower():
+    if "InvalidAuthToken" in output or "authentication" in output.lower():
         raise ClusterError(f"--address {address}: the cluster refused our token; set RAY_AUTH_MODE=token and "
                            "RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token (ray get-auth-token on the head)")
     failure = next((line for line in done.stdout.splitlines() if line.startswith("PROBE-FAILED")), "")
