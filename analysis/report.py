@@ -220,7 +220,8 @@ def _hyperparameters(spec: dict, optimizers: list[str], curves: pd.DataFrame,
 def _results(spec: dict, optimizers: list[str], per_seed: pd.DataFrame, primary: str) -> list[str]:
     metrics = ["test_loss", "test_acc", "val_loss", "val_acc"]
     header = ["optimizer", "seeds"] + [
-        METRIC_NAMES[m] + (" (primary)" if m == primary else "") for m in metrics] + ["write-up"]
+        METRIC_NAMES[m] + (" (primary)" if m == primary else "") for m in metrics] + [
+        "test loss at best val epoch", "best val epoch (median)", "write-up"]
     reported = spec.get("reported_metrics", {}) or {}
     rows = []
     for optimizer in _by_primary_mean(optimizers, per_seed, primary):
@@ -231,12 +232,18 @@ def _results(spec: dict, optimizers: list[str], per_seed: pd.DataFrame, primary:
             values = values[np.isfinite(values)]
             cells.append(fmt_interval(metric, values.mean(), *bootstrap_ci(values))
                          if values.size else "—")
+        # what early stopping on validation loss would have kept: apart from overfitting
+        at_best = runs["best_test_loss"].to_numpy(dtype=float)
+        at_best = at_best[np.isfinite(at_best)]
+        cells.append(fmt_interval("test_loss", at_best.mean(), *bootstrap_ci(at_best)) if at_best.size else "—")
+        cells.append(f"{runs['best_epoch'].median():.0f}" if runs["best_epoch"].notna().any() else "—")
         said = reported.get(optimizer, {})
         cells.append(", ".join(f"{METRIC_NAMES.get(m, m)} {fmt_value(m, v)}" for m, v in said.items())
                      or "—")
         rows.append(cells)
     return [f"Final-epoch metrics of the final runs, mean [95 % bootstrap CI] over seeds "
-            f"(non-finite values left out), best {METRIC_NAMES[primary]} first:", ""] + table(header, rows)
+            f"(non-finite values left out), best {METRIC_NAMES[primary]} first; the last two columns show "
+            f"the epoch of lowest validation loss, to tell overfitting from worse optimisation:", ""] + table(header, rows)
 
 
 def _by_primary_mean(optimizers: list[str], per_seed: pd.DataFrame, primary: str) -> list[str]:
