@@ -151,13 +151,13 @@ def main(argv=None) -> int:
             raise CliError(str(error)) from None
         return 0
 
-    from tune.experiments import load_spec
+    from tune.experiments import SPEC_FILE, load_spec, save_spec
 
     run = args.output / (args.name or dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     try:
         if args.resume:
             settings = resumed_settings(args, run)
-            specs = [load_spec(run / name / "spec.json") for name in settings["experiments"]]
+            specs = [load_spec(run / name / SPEC_FILE) for name in settings["experiments"]]
         else:
             if run.exists():
                 raise CliError(f"{run} already exists; pass --resume to continue it or choose another --name")
@@ -181,9 +181,8 @@ def main(argv=None) -> int:
             start_local(args.cpus or os.cpu_count(), args.dashboard)
         run.mkdir(exist_ok=args.resume)
         if not args.resume:
-            for spec in specs:  # the specs as run: budgets after overrides; --resume reads them back
-                (run / spec.name).mkdir()
-                (run / spec.name / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+            for spec in specs:
+                save_spec(spec, run)
             write_run_file(run, settings, "running")
         if args.address:
             check_storage_shared(run)

@@ -14,6 +14,7 @@ from models import DataSpec
 from tune.space import validate_space
 
 SPEC_DIR = Path(__file__).parent / "experiments"
+SPEC_FILE = "spec.json"
 BASELINE = "adam"
 METRIC_MODES = {"val_loss": "min", "val_acc": "max"}
 SMOKE = {"num_samples": 3, "tune_epochs": 3, "final_epochs": 3, "seeds": 2}
@@ -190,6 +191,15 @@ def load_spec(path: Path | str) -> ExperimentSpec:
     except (OSError, json.JSONDecodeError) as error:
         raise SpecError(f"{path}: cannot read spec ({error})") from None
     return from_dict(raw, where=str(path))
+
+
+def save_spec(spec: ExperimentSpec, run_dir: Path | str) -> None:
+    """<run_dir>/<name>/spec.json: the spec as run (budgets after overrides), which --resume reads back."""
+    folder = Path(run_dir) / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"{SPEC_FILE}.tmp"
+    partial.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+    partial.replace(folder / SPEC_FILE)
 
 
 def builtin_specs() -> dict[str, ExperimentSpec]:

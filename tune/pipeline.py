@@ -14,7 +14,7 @@ from pathlib import Path
 from ray import tune
 
 from models import load_data
-from tune.experiments import ExperimentSpec
+from tune.experiments import SPEC_FILE, ExperimentSpec, save_spec
 from tune.loop import as_tensors
 from tune.study import MAX_FAILURES, best_config, run_final, run_study
 from tune.trainable import trainable
@@ -61,9 +61,8 @@ def _fit(folder: Path, fresh, data) -> tune.ResultGrid:
 
 def run_experiment(spec: ExperimentSpec, run_dir: Path, cpus: int, seed: int) -> None:
     folder = Path(run_dir) / spec.name
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "spec.json").exists():
-        _write_json(folder / "spec.json", spec.to_dict())
+    if not (folder / SPEC_FILE).exists():
+        save_spec(spec, run_dir)
     data = as_tensors(load_data(spec.data))
     fixed = {**spec.fixed_config(), "seed": seed}
 
