@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 
-TRIALS = 6
+TRIALS = 10
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
@@ -25,7 +25,7 @@ def test_killed_run_resumes_to_a_complete_run(stop, tmp_path):
     deadline = time.monotonic() + 300
     while not list(experiment.glob("tune-cgi/*/result.json")):  # kill during the second study
         assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
-        time.sleep(0.1)
+        time.sleep(0.01)  # a smoke study lasts about a second
     driver.send_signal(stop)
     out, err = driver.communicate(timeout=120)
     if stop == signal.SIGINT:

@@ -3,16 +3,18 @@ import math
 from pathlib import Path
 
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.search.optuna import OptunaSearch
 
+from tune import warm
 from tune.experiments import StudyBudget
 from tune.progress import Progress
 from tune.space import to_tune
 from tune.trainable import trainable
 
-MAX_FAILURES = 3  # a crashed trial (lost node, killed worker) is retried from its last checkpoint
+MAX_FAILURES = 3  # a crashed trial (lost node, killed worker) is retried (a final run from its checkpoint)
 FINAL_REPORT_EVERY = 10  # epochs between a final run's reports (and checkpoints)
 
 
@@ -43,7 +45,7 @@ def run_config(name: str, storage: Path, progress: Progress) -> tune.RunConfig:
         name=name,
         storage_path=str(Path(storage).resolve()),
         verbose=0,
-        callbacks=[progress],
+        callbacks=[progress, JsonLoggerCallback()],
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
     )
@@ -60,7 +62,7 @@ def run_study(name: str, storage: Path, data, space: dict, fixed: dict, budget: 
     progress = Progress(label or name, budget.num_samples, budget.metric, budget.mode, budget.epochs)
     tuner = tune.Tuner(
         trainable(data),
-        param_space={"report_epochs": asha_milestones(budget) + [budget.epochs], **fixed,
+        param_space={"report_epochs": asha_milestones(budget) + [budget.epochs], "checkpoint": False, **fixed,
                      "epochs": budget.epochs, "eval_test": False, **to_tune(space)},
         tune_config=tune.TuneConfig(
             metric=budget.metric,
@@ -74,7 +76,7 @@ def run_study(name: str, storage: Path, data, space: dict, fixed: dict, budget: 
         ),
         run_config=run_config(name, storage, progress),
     )
-    return tuner.fit()
+    return fit(tuner)
 
 
 def run_final(name: str, storage: Path, data, runs: list[dict], max_concurrent: int,
@@ -88,7 +90,14 @@ def run_final(name: str, storage: Path, data, runs: list[dict], max_concurrent: 
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
         run_config=run_config(name, storage, progress),
     )
-    return tuner.fit()
+    return fit(tuner)
+
+
+def fit(tuner: tune.Tuner) -> tune.ResultGrid:
+    try:
+        return tuner.fit()
+    finally:
+        warm.prestart()  # Tune killed this study's actors: have new ones ready for the next
 
 
 def best_config(results: tune.ResultGrid, budget: StudyBudget, space: dict) -> dict:

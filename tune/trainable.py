@@ -1,4 +1,4 @@
-"""The Ray Tune side of the train loop: a function trainable with checkpoints.
+"""The Ray Tune side of the train loop: a function trainable, checkpointed if config["checkpoint"].
 
 Each trial gets one CPU and torch one thread; the dataset arrives through the object store
 (`tune.with_parameters`), never regenerated per trial.
@@ -7,6 +7,10 @@ A trial reports to Tune only at the epochs in config["report_epochs"] (ASHA's ru
 last epoch; default: every epoch). A Tune round trip costs more than an mnist1d epoch, and
 ASHA decides only at its rungs, so its decisions are the same. Each report carries every epoch
 since the previous one under "history", so no per-epoch metric is lost.
+
+Tuning trials train for about a second and are not checkpointed: one that fails, or that a
+killed run left unfinished, trains again from the start. Final runs are checkpointed at every
+report (except the last) and resume from there.
 """
 import tempfile
 from pathlib import Path
@@ -40,7 +44,7 @@ def run_trial(config: dict, data: dict) -> None:
             return
         result = {**metrics, "node_id": node_id, "history": list(history)}
         history.clear()
-        if last:  # a finished trial is never resumed: no checkpoint to write
+        if last or not config.get("checkpoint", True):  # a finished trial is never resumed
             tune.report(result)
             return
         with tempfile.TemporaryDirectory() as folder:
