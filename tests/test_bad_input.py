@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from ray._private.utils import get_dashboard_dependency_error
 
 from conftest import assert_refused, run_cli
 
@@ -95,6 +96,13 @@ def test_bad_flags(args, words, output):
     assert_refused(run_cli(*args, "--smoke", "--output", output), *words)
     assert snapshot(output) == before
     assert sorted(path.name for path in output.iterdir()) == ["earlier", "notarun"]
+
+
+@pytest.mark.skipif(not get_dashboard_dependency_error(), reason="Ray's dashboard packages are installed")
+def test_dashboard_without_its_packages(output):
+    before = snapshot(output)
+    assert_refused(run_cli("--dashboard", "--smoke", "--output", output), "--dashboard", "ray[default]")
+    assert snapshot(output) == before
 
 
 @pytest.mark.parametrize("changes, words", SPEC_CASES.values(), ids=SPEC_CASES.keys())

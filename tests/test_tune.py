@@ -8,6 +8,7 @@ from tune.loop import as_tensors
 from tune.experiments import StudyBudget
 from ray.tune.schedulers import ASHAScheduler
 
+from tune.cluster import warm_trial_workers
 from tune.study import PatientASHA, asha_milestones, best_config, run_final, run_study
 from tune.space import to_tune, validate_space
 
@@ -35,6 +36,20 @@ def test_study_runs_every_trial_on_validation_only(study):
         assert "test_loss" not in reports.columns
         epochs = [epoch["epoch"] for report in reports["history"] for epoch in report]
         assert epochs == list(range(1, result.metrics["epoch"] + 1))  # every epoch, once
+
+
+def test_tuning_trials_write_no_checkpoints(study):
+    storage, _, _ = study
+    assert list(storage.rglob("result.json")) and not list(storage.rglob("checkpoint_*"))
+
+
+def test_a_study_runs_on_warm_workers_when_there_are_some(ray_session, data, tmp_path):
+    warmed = warm_trial_workers(2)
+    assert len(warmed) == 2
+    budget = StudyBudget(num_samples=4, epochs=2, grace_period=1, reduction_factor=2)
+    results = run_study("tune-adam", tmp_path, as_tensors(data), LR, {"optimizer": "adam", "seed": 0},
+                        budget, seed=0, max_concurrent=2)
+    assert {result.metrics["pid"] for result in results} == warmed  # no trial waited for a new process
 
 
 def test_reports_fall_exactly_on_ashas_rungs():

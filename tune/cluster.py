@@ -16,6 +16,7 @@ from tune import warm
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("optim", "models", "tune")
+_warm_dir: Path | None = None  # where the warmed trial workers of the cluster we started check in
 CONNECT_TIMEOUT_S = 60
 ADDRESS = re.compile(r"^(?:ray://)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
 
@@ -51,23 +52,38 @@ def start_local(cpus: int, dashboard: bool = False):
     # Ray reads the variable when first imported; if that already happened, set what it read.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
-    from ray._private import ray_constants
+    from ray._private import ray_constants, utils
     ray_constants.ENABLE_RAY_CLUSTER = False
+    if dashboard and utils.get_dashboard_dependency_error():
+        raise ClusterError("--dashboard needs Ray's dashboard packages: pip install 'ray[default]==2.60.0'")
     # Local workers inherit our environment: the project's packages come from PYTHONPATH, not from
     # a runtime environment, whose hash would keep the prestarted workers from matching (tune.warm).
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     ready_dir = Path(tempfile.mkdtemp(prefix="mnist1d-tune-warm-"))
     atexit.register(shutil.rmtree, ready_dir, True)
-    os.environ[warm.READY_DIR_VARIABLE] = str(ready_dir)
+    worker_environment = warm.worker_environment(ready_dir)
+    os.environ.update(worker_environment)  # the raylet, and so every worker, inherits them
     try:
         context = ray.init(address="local", num_cpus=cpus, include_dashboard=dashboard, log_to_driver=False,
-                           logging_level=logging.ERROR, _system_config=warm.local_system_config())
+                           logging_level=logging.ERROR, _system_config=warm.local_system_config(dashboard))
     finally:
-        del os.environ[warm.READY_DIR_VARIABLE]
-    warm.enable(ready_dir, cpus)
-    if warm.prestart():
-        warm.wait_until_warm()
+        for name in worker_environment:
+            del os.environ[name]
+    global _warm_dir
+    _warm_dir = ready_dir
+    warm_trial_workers(cpus)  # the first study's actors would wait for them anyway
     return context
+
+
+def warm_trial_workers(count: int, timeout_s: float = 60) -> set[int]:
+    """On the cluster start_local started: prestart `count` trial workers, wait until they are
+    warm, and return their process ids (none if the cluster is not ours or Ray refused)."""
+    if _warm_dir is None:
+        return set()
+    already = warm.warmed_pids(_warm_dir)
+    if not warm.prestart(count):
+        return set()
+    return warm.wait_until_warm(_warm_dir, already, count, timeout_s)
 
 
 def check_address(address: str) -> None:

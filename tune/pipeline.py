@@ -16,7 +16,7 @@ from ray import tune
 from models import load_data
 from tune.experiments import SPEC_FILE, ExperimentSpec, save_spec
 from tune.loop import as_tensors
-from tune.study import MAX_FAILURES, best_config, fit, run_final, run_study
+from tune.study import MAX_FAILURES, best_config, run_final, run_study
 from tune.trainable import trainable
 
 FINAL = "final"
@@ -50,7 +50,7 @@ def _write_json(path: Path, value) -> None:
 def _fit(folder: Path, fresh, data) -> tune.ResultGrid:
     """Continue the Ray run saved in `folder` if there is one, else start `fresh()`."""
     if (folder / "tuner.pkl").exists():
-        results = fit(tune.Tuner.restore(str(folder), trainable(data), resume_unfinished=True, resume_errored=True))
+        results = tune.Tuner.restore(str(folder), trainable(data), resume_unfinished=True, resume_errored=True).fit()
     else:
         results = fresh()
     if results.errors:

@@ -8,7 +8,6 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.schedulers.async_hyperband import _Bracket
 from ray.tune.search.optuna import OptunaSearch
 
-from tune import warm
 from tune.experiments import StudyBudget
 from tune.progress import Progress
 from tune.space import to_tune
@@ -76,7 +75,7 @@ def run_study(name: str, storage: Path, data, space: dict, fixed: dict, budget: 
         ),
         run_config=run_config(name, storage, progress),
     )
-    return fit(tuner)
+    return tuner.fit()
 
 
 def run_final(name: str, storage: Path, data, runs: list[dict], max_concurrent: int,
@@ -90,14 +89,7 @@ def run_final(name: str, storage: Path, data, runs: list[dict], max_concurrent: 
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
         run_config=run_config(name, storage, progress),
     )
-    return fit(tuner)
-
-
-def fit(tuner: tune.Tuner) -> tune.ResultGrid:
-    try:
-        return tuner.fit()
-    finally:
-        warm.prestart()  # Tune killed this study's actors: have new ones ready for the next
+    return tuner.fit()
 
 
 def best_config(results: tune.ResultGrid, budget: StudyBudget, space: dict) -> dict:

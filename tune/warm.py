@@ -6,13 +6,17 @@ step, while a whole mnist1d trial trains in about a second. On a cluster we star
 
 - every Ray worker imports `tune.preload` before it accepts work (Ray's `preload_python_modules`):
   the trainable, and one tiny epoch of every optimizer;
-- `prestart(n)` asks the raylet for n such workers with the runtime environment Ray Tune gives
-  its trial actors, so they are idle and ready when the next study asks for actors. It is called
-  when Ray starts and after every study (Ray Tune ends a study by killing its actors).
+- `prestart()` asks the raylet, when Ray starts, for one such worker per CPU with the runtime
+  environment Ray Tune gives its trial actors, so the first study's actors find them ready.
+
+Later studies still start new workers: Ray Tune ends a study by killing its actors, and workers
+prestarted right after a study were measured to slow the next one down (their start-up raced
+the new actors' and Ray started extra workers).
 
 Both rely on Ray internals (the raylet's PrestartWorkers call, Ray Tune's actor environment);
 if either fails, trials still run, only slower.
 """
+import json
 import logging
 import os
 import time
@@ -20,22 +24,20 @@ from pathlib import Path
 
 PRELOAD_MODULE = "tune.preload"
 READY_DIR_VARIABLE = "MNIST1D_TUNE_WARM_DIR"  # each warmed worker leaves a file named by its pid there
-TRIAL_MARKER_SUFFIX = ".trial"  # ... with this suffix if it was started for trial actors
-KEEP_ALIVE_S = 3600
-
-_ready_dir: Path | None = None  # set once we started a cluster whose workers preload PRELOAD_MODULE
-_workers = 0  # how many trial workers to keep ready: the cluster's CPUs
+TRIAL_ENV_VARIABLE = "MNIST1D_TUNE_TRIAL_ENV"  # the variables by which a worker knows it is for trials
+KEEP_ALIVE_S = 600
 
 
-def local_system_config() -> dict:
-    """The `_system_config` that makes every worker of a cluster we start warm itself up."""
-    return {"preload_python_modules": [PRELOAD_MODULE]}
+def local_system_config(dashboard: bool) -> dict:
+    """The `_system_config` of a cluster we start: every worker imports PRELOAD_MODULE and, unless
+    the dashboard is wanted, no process spends CPU collecting metrics and task events for it."""
+    quiet = {} if dashboard else {"enable_metrics_collection": False, "task_events_report_interval_ms": 0}
+    return {"preload_python_modules": [PRELOAD_MODULE], **quiet}
 
 
-def enable(ready_dir: Path, workers: int) -> None:
-    """The cluster just started preloads PRELOAD_MODULE; its workers report to `ready_dir`."""
-    global _ready_dir, _workers
-    _ready_dir, _workers = ready_dir, workers
+def worker_environment(ready_dir: Path) -> dict:
+    """Environment variables the workers of a cluster we start need to find out they are for trials."""
+    return {READY_DIR_VARIABLE: str(ready_dir), TRIAL_ENV_VARIABLE: json.dumps(trial_actor_runtime_env()["env_vars"])}
 
 
 def trial_actor_runtime_env() -> dict:
@@ -46,10 +48,8 @@ def trial_actor_runtime_env() -> dict:
     return {"env_vars": {**class_cache.DEFAULT_ENV_VARS, **propagated}}
 
 
-def prestart() -> bool:
-    """Ask our local raylet for one idle trial worker per CPU; False if it could not be asked."""
-    if _ready_dir is None:
-        return False
+def prestart(count: int) -> bool:
+    """Ask the raylet of our node for `count` idle trial workers; False if it could not be asked."""
     try:
         import ray
         from ray._private.grpc_utils import init_grpc_channel
@@ -63,7 +63,7 @@ def prestart() -> bool:
             language=0,  # Python
             job_id=bytes.fromhex(ray.get_runtime_context().get_job_id()),
             runtime_env_info=get_runtime_env_info(RuntimeEnv(**trial_actor_runtime_env())),
-            num_workers=_workers,
+            num_workers=count,
             keep_alive_duration_secs=KEEP_ALIVE_S,
         )
         node_manager_pb2_grpc.NodeManagerServiceStub(channel).PrestartWorkers(request, timeout=10)
@@ -73,12 +73,16 @@ def prestart() -> bool:
         return False
 
 
-def wait_until_warm(timeout_s: float = 120) -> int:
-    """Block until one trial worker per CPU finished warming up (or the timeout); returns how many did."""
+def warmed_pids(ready_dir: Path) -> set[int]:
+    """The process ids of the trial workers that have warmed up so far."""
+    return {int(path.name) for path in ready_dir.iterdir()}
+
+
+def wait_until_warm(ready_dir: Path, already: set[int], count: int, timeout_s: float) -> set[int]:
+    """Wait until `count` trial workers beyond `already` have warmed up (or the timeout); their pids."""
     deadline = time.monotonic() + timeout_s
     while True:
-        warmed = len(list(_ready_dir.glob(f"*{TRIAL_MARKER_SUFFIX}"))) if _ready_dir is not None else 0
-        if warmed >= _workers or time.monotonic() > deadline:
-            return warmed
+        new = warmed_pids(ready_dir) - already
+        if len(new) >= count or time.monotonic() > deadline:
+            return new
         time.sleep(0.05)
-
