@@ -1,8 +1,9 @@
 """Warm worker processes, so that a study's trials start in milliseconds, not seconds.
 
 Ray Tune runs each study's trials in new actor processes. A new process spends about 2 s
-importing torch and Ray Tune and another 1.3 s in torch's lazy imports at the first optimizer
-step, while a whole mnist1d trial trains in about a second. On a cluster we start ourselves:
+importing torch and Ray Tune and another 1.5 s when it builds its first optimizer (torch imports
+torch._dynamo then), while a whole mnist1d trial trains in about a second. On a cluster we
+start ourselves:
 
 - every Ray worker imports `tune.preload` before it accepts work (Ray's `preload_python_modules`):
   the trainable, and one tiny epoch of every optimizer;
