@@ -11,13 +11,10 @@ optimizer steps. rank >= n leaves the gradients unchanged.
 """
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 
-from .base import GradientTransformWrapper, positive_int
-from .svd import low_rank_approximation
+from .svd import LowRankWrapper, low_rank_approximation
 
 
 def low_rank_flat_gradient(grads: list[torch.Tensor], rank: int) -> torch.Tensor | None:
@@ -31,20 +28,7 @@ def low_rank_flat_gradient(grads: list[torch.Tensor], rank: int) -> torch.Tensor
     return low_rank_approximation(padded.view(side, side), rank).view(-1)[:length]
 
 
-class LRGAdam(GradientTransformWrapper):
-    def __init__(
-        self,
-        params,
-        lr: float = 1e-3,
-        rank: int = 10,
-        base_class: type[torch.optim.Optimizer] = torch.optim.Adam,
-        **base_kwargs: Any,
-    ) -> None:
-        super().__init__(params, lr, base_class, base_kwargs, rank=rank)
-
-    def validate_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
-        return {"rank": positive_int("rank", hparams["rank"])}
-
+class LRGAdam(LowRankWrapper):
     @torch.inference_mode()  # cheaper than no_grad per operation; only temporaries are created
     def transform_gradients(self) -> None:
         # One matrix spans every group, so the groups must agree on its rank.

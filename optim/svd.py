@@ -290,7 +290,9 @@ def _refined_projection(a: torch.Tensor, rank: int, tolerance: float) -> torch.T
     return result if error_sq <= tolerance**2 * result_energy else None
 
 
-class SVDGradientOptimizer(GradientTransformWrapper):
+class LowRankWrapper(GradientTransformWrapper):
+    """A wrapper whose one hyperparameter is the rank of a low-rank gradient approximation (svd, lrg)."""
+
     def __init__(
         self,
         params,
@@ -304,6 +306,8 @@ class SVDGradientOptimizer(GradientTransformWrapper):
     def validate_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
         return {"rank": positive_int("rank", hparams["rank"])}
 
+
+class SVDGradientOptimizer(LowRankWrapper):
     @torch.inference_mode()  # cheaper than no_grad per operation; only temporaries are created
     def transform_gradients(self) -> None:
         for group in self.param_groups:
