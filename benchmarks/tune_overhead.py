@@ -104,6 +104,10 @@ def ray_tune(data, trials: int, epochs: int, seed: int, cpus: int, reuse_actors=
     return {"wall": wall, "cpus": cpus, "train_time": train_time, "epochs": epochs_trained, "best": best}
 
 
+def efficiency(row: dict) -> float:
+    return row["train_time"] / (row["wall"] * row["cpus"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cpus", type=int, default=2, help="CPUs for the Ray Tune study (b)")
@@ -141,14 +145,11 @@ def main() -> None:
     rows = {"(a) plain Optuna loop": plain, **{f"    {name}": row for name, row in levers.items()},
             f"(b) ours, median of {len(repeats)}": tuned}
     for name, row in rows.items():
-        efficiency = row["train_time"] / (row["wall"] * row["cpus"])
-        print(f"{name:34s}{row['wall']:8.2f}{row['cpus']:6d}{row['train_time']:9.2f}{efficiency:12.2f}"
+        print(f"{name:34s}{row['wall']:8.2f}{row['cpus']:6d}{row['train_time']:9.2f}{efficiency(row):12.2f}"
               f"{row['epochs']:8d}{row['best']:15.4f}")
-    print("(b) each run: " + ", ".join(f"{row['wall']:.2f} s at efficiency "
-                                        f"{row['train_time'] / (row['wall'] * row['cpus']):.2f}" for row in repeats))
+    print("(b) each run: " + ", ".join(f"{row['wall']:.2f} s at efficiency {efficiency(row):.2f}" for row in repeats))
     speedup = plain["wall"] / tuned["wall"]
-    efficiency = tuned["train_time"] / (tuned["wall"] * tuned["cpus"])
-    print(f"speedup={speedup:.2f} efficiency={efficiency:.2f} best_ratio={tuned['best'] / plain['best']:.4f}")
+    print(f"speedup={speedup:.2f} efficiency={efficiency(tuned):.2f} best_ratio={tuned['best'] / plain['best']:.4f}")
 
 
 if __name__ == "__main__":
