@@ -1,7 +1,8 @@
 """Imported by every worker of a Ray cluster we start, before it accepts work (see tune.warm).
 
-A worker started for Ray Tune's trial actors imports the trainable and trains one tiny epoch of
-every optimizer, which moves about 3 s of imports out of its first trial; other workers skip it.
+A worker started for Ray Tune's trial actors imports the trainable, trains one tiny epoch of every
+optimizer and imports what a trial actor's constructor and first report import, which moves about
+3 s of imports out of its first trial; other workers skip it.
 """
 import json
 import os
@@ -17,7 +18,9 @@ def started_for_trials() -> bool:
 
 
 def warm_up() -> None:
+    import ray.air._internal.torch_utils  # noqa: F401 - a trial's first report imports it (and ray.dag)
     import torch
+    from ray.tune.utils.log import disable_ipython
 
     import tune.trainable  # noqa: F401 - Ray Tune and the train loop
     from optim import OPTIMIZERS
@@ -31,6 +34,9 @@ def warm_up() -> None:
     for name in OPTIMIZERS:
         train({"optimizer": name, "lr": 1e-3, "epochs": 1, "batch_size": 10}, splits)
     torch.set_num_threads(threads)
+    # Ray Tune calls it in every trial actor's constructor; it imports IPython where that is installed
+    # (as with Jupyter), 0.2 s that would otherwise delay the study's first trials
+    disable_ipython()
 
 
 if started_for_trials():
