@@ -6,7 +6,8 @@ torch._dynamo then), while a whole mnist1d trial trains in about a second. On a 
 start ourselves:
 
 - every Ray worker imports `tune.preload` before it accepts work (Ray's `preload_python_modules`):
-  the trainable, and one tiny epoch of every optimizer;
+  a worker for trials imports the trainable, trains one tiny epoch of every optimizer, and imports
+  what Ray Tune's trial actor constructor and first report import;
 - `prestart()` asks the raylet, when Ray starts, for one such worker per CPU with the runtime
   environment Ray Tune gives its trial actors, so the first study's actors find them ready.
 
