@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -137,7 +138,23 @@ def point_latest(run: Path) -> None:
 def write_run_file(run: Path, settings: dict, status: str) -> None:
     record = {"settings": settings, "status": status, "argv": sys.argv[1:],
               "updated": dt.datetime.now().isoformat(timespec="seconds")}
-    (run / RUN_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    partial = run / f".{RUN_FILE}.partial"  # a run killed mid-write keeps its previous run.json
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    partial.replace(run / RUN_FILE)
+
+
+def exit_on_interrupt(resume_command: str) -> None:
+    """From now on Ctrl-C ends the run at once with exit code 130 and says how to continue it.
+
+    Everything --resume needs is on disk at every moment. A KeyboardInterrupt is not enough:
+    Ray Tune's threads keep a normal exit waiting, and one raised inside Ray's code can be
+    swallowed there (seen: a run that went on to finish after Ctrl-C)."""
+    def stop(signum, frame):
+        sys.stdout.flush()
+        print(f"\ninterrupted; continue with: {resume_command}", file=sys.stderr, flush=True)
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, stop)
 
 
 def main(argv=None) -> int:
@@ -194,16 +211,9 @@ def main(argv=None) -> int:
 
     cpus = cluster_cpus()
     print(f"run folder {run}  ({cpus} CPUs, experiments {', '.join(s.name for s in specs)})")
-    try:
-        for spec in specs:
-            run_experiment(spec, run, cpus, settings["seed"])
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python run_all.py --resume --output {args.output} --name {run.name}",
-              file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        # Tune's threads of the interrupted study keep a normal exit waiting; everything needed
-        # to resume is already on disk, and Ray cleans up after a driver that is gone.
-        os._exit(130)
+    exit_on_interrupt(f"python run_all.py --resume --output {args.output} --name {run.name}")
+    for spec in specs:
+        run_experiment(spec, run, cpus, settings["seed"])
     curves, trials = write_frames(run)
     report = write_report(run, curves, trials)
     write_run_file(run, settings, "complete")

@@ -1,7 +1,7 @@
 """A run killed part-way (SIGKILL or Ctrl-C of the driver) is finished by --resume: finished
-studies are kept, the interrupted one continues, and every trial appears exactly once."""
+studies are kept, the interrupted one starts again, unfinished final runs continue, and every
+trial appears exactly once."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,29 +13,44 @@ import pytest
 from conftest import ROOT, run_cli
 
 TRIALS = 10
+KILLS = {  # id: (signal, the folder whose first result.json triggers it, lose Ray Tune's state of final/)
+    "sigkill-while-tuning": (signal.SIGKILL, "tune-cgi", False),
+    "ctrl-c-while-tuning": (signal.SIGINT, "tune-cgi", False),
+    "sigkill-in-final-runs": (signal.SIGKILL, "final", False),
+    "sigkill-before-final-state-saved": (signal.SIGKILL, "final", True),
+}
 
 
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
-def test_killed_run_resumes_to_a_complete_run(stop, tmp_path):
+@pytest.mark.parametrize("kill", KILLS.values(), ids=KILLS.keys())
+def test_killed_run_resumes_to_a_complete_run(kill, tmp_path):
+    stop, trigger, lose_final_state = kill
     args = ["--cpus", "2", "--smoke", "--experiments", "cgi", "--num-samples", str(TRIALS),
             "--output", str(tmp_path), "--name", "killed"]
     driver = subprocess.Popen([sys.executable, str(ROOT / "run_all.py"), *args], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     experiment = tmp_path / "killed" / "cgi"
     deadline = time.monotonic() + 300
-    while not list(experiment.glob("tune-cgi/*/result.json")):  # kill during the second study
+    while not list(experiment.glob(f"{trigger}/*/result.json")):
         assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
         time.sleep(0.01)  # a smoke study lasts about a second
     driver.send_signal(stop)
     out, err = driver.communicate(timeout=120)
     if stop == signal.SIGINT:
-        assert driver.returncode == 130 and "--resume" in err
-    assert json.loads((experiment / "best.json").read_text()).keys() == {"adam"}
+        assert driver.returncode == 130 and "--resume" in err, (driver.returncode, err[-3000:])
+    else:
+        assert driver.returncode == -signal.SIGKILL
+    studies_done = {"adam"} if trigger == "tune-cgi" else {"adam", "cgi"}
+    assert json.loads((experiment / "best.json").read_text()).keys() == studies_done
     finished_study = (experiment / "tune-adam").stat().st_mtime_ns
+    if lose_final_state:  # as if killed after Ray Tune wrote tuner.pkl, before its first state snapshot
+        for state in experiment.glob("final/*state-*.json"):
+            state.unlink()
 
     resumed = run_cli("--resume", "--output", tmp_path, "--name", "killed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (experiment / "tune-adam").stat().st_mtime_ns == finished_study  # not re-run
+    set_aside = {path.name for path in (experiment / "interrupted").glob("*")}
+    assert set_aside == ({"tune-cgi.1"} if trigger == "tune-cgi" else {"final.1"} if lose_final_state else set())
     trials = pd.read_parquet(tmp_path / "killed" / "trials.parquet")
     tuned = trials[trials["phase"] == "tune"]
     assert tuned.groupby("optimizer")["trial_id"].nunique().to_dict() == {"adam": TRIALS, "cgi": TRIALS}
@@ -43,6 +58,7 @@ def test_killed_run_resumes_to_a_complete_run(stop, tmp_path):
     curves = pd.read_parquet(tmp_path / "killed" / "curves.parquet")
     assert not curves.duplicated(["phase", "optimizer", "trial_id", "epoch"]).any()
     final = trials[trials["phase"] == "final"]
-    assert sorted(final["seed"]) == [1, 1, 2, 2] and (final["epochs"] == 3).all()
+    assert sorted(zip(final["optimizer"], final["seed"])) == [("adam", 1), ("adam", 2), ("cgi", 1), ("cgi", 2)]
+    assert (final["epochs"] == 3).all()
     assert json.loads((tmp_path / "killed" / "run.json").read_text())["status"] == "complete"
     assert (tmp_path / "killed" / "report.md").exists()

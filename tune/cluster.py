@@ -31,8 +31,9 @@ def quiet_environment() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    # Ctrl-C stops the driver at once; every study's state on disk is what --resume continues from
-    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    # Ctrl-C stops the driver at once (run_all.exit_on_interrupt), not after Ray Tune's own
+    # graceful stop, which would return from the study and start the next one
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     # Ray Tune's CSV and TensorBoard loggers cost the driver a quarter of its CPU on tiny trials;
     # the JSON logger (result.json, read by analysis.load) is added back in tune.study
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -5,7 +5,13 @@ Layout under the run folder:
     <experiment>/tune-<optimizer>/   Ray's experiment folder of that optimizer's study
     <experiment>/best.json           each finished study's best config (marks it finished)
     <experiment>/final/              Ray's experiment folder of the final runs
-Finished studies are never re-run; an interrupted Ray run continues from its own state.
+    <experiment>/interrupted/        what a killed run left that is not continued (see below)
+
+Finished studies are never re-run. A study a killed run left unfinished starts again from its
+first trial: a study takes seconds, its trials are not checkpointed, and Ray Tune's restore
+of a search depends on its searcher's state and the run's state having been saved together.
+Unfinished final runs continue from their checkpoints through Ray Tune's restore, unless the
+run was killed before Ray Tune first saved its state: then they start again too.
 """
 import json
 import sys
@@ -21,6 +27,7 @@ from tune.trainable import trainable
 
 FINAL = "final"
 FINAL_DONE = "final.done"
+INTERRUPTED = "interrupted"
 
 
 def final_seeds(spec: ExperimentSpec, base_seed: int) -> list[int]:
@@ -47,16 +54,43 @@ def _write_json(path: Path, value) -> None:
     partial.replace(path)
 
 
-def _fit(folder: Path, fresh, data) -> tune.ResultGrid:
-    """Continue the Ray run saved in `folder` if there is one, else start `fresh()`."""
-    if (folder / "tuner.pkl").exists():
-        results = tune.Tuner.restore(str(folder), trainable(data), resume_unfinished=True, resume_errored=True).fit()
-    else:
-        results = fresh()
+def set_aside(folder: Path) -> None:
+    """Move a Ray run folder that will not be continued to <experiment>/interrupted/, out of the results."""
+    if not folder.exists():
+        return
+    aside = folder.parent / INTERRUPTED
+    aside.mkdir(exist_ok=True)
+    tries = sum(1 for _ in aside.glob(f"{folder.name}.*"))
+    folder.rename(aside / f"{folder.name}.{tries + 1}")
+
+
+def restorable(folder: Path) -> bool:
+    """Ray Tune saved the Tuner, the run's state and its trial generator's state there. A run
+    killed before its first state snapshot has tuner.pkl alone: restored, it would have an
+    empty search space, and without the generator's state it would create no further trials."""
+    return all(any(folder.glob(pattern)) for pattern in ("tuner.pkl", "experiment_state-*.json",
+                                                         "basic-variant-state-*.json"))
+
+
+def warn_of_errors(results: tune.ResultGrid, folder: Path) -> None:
     if results.errors:
         print(f"warning: {len(results.errors)} trial(s) of {folder} failed {MAX_FAILURES + 1} times and were "
               f"given up; their error.txt files are under that folder", file=sys.stderr)
-    return results
+
+
+def continue_final_runs(folder: Path, data, runs: list[dict]) -> bool:
+    """Continue the final runs a killed run left in `folder`; False if Ray Tune cannot, or
+    did not bring back every one of `runs`."""
+    if not restorable(folder):
+        return False
+    results = tune.Tuner.restore(str(folder), trainable(data), resume_unfinished=True, resume_errored=True).fit()
+    warn_of_errors(results, folder)
+    planned = {(run["optimizer"], run["seed"]) for run in runs}
+    missing = planned - {(result.config["run"]["optimizer"], result.config["run"]["seed"]) for result in results}
+    if missing:
+        print(f"warning: {folder} was restored without the final runs {sorted(missing)}; "
+              "running all final runs again", file=sys.stderr)
+    return not missing
 
 
 def run_experiment(spec: ExperimentSpec, run_dir: Path, cpus: int, seed: int) -> None:
@@ -73,12 +107,16 @@ def run_experiment(spec: ExperimentSpec, run_dir: Path, cpus: int, seed: int) ->
             continue
         label = f"{spec.name}: tune {name}"
         study = folder / f"tune-{name}"
-        results = _fit(study, lambda: run_study(study.name, folder, data, space, {**fixed, "optimizer": name},
-                                                spec.tuning, seed, cpus, label), data)
+        set_aside(study)  # left unfinished by a killed run
+        results = run_study(study.name, folder, data, space, {**fixed, "optimizer": name}, spec.tuning, seed,
+                            cpus, label)
+        warn_of_errors(results, study)
         best[name] = best_config(results, spec.tuning, space)
         _write_json(best_file, best)
 
     if not (folder / FINAL_DONE).exists():
         runs = final_runs(spec, best, seed)
-        _fit(folder / FINAL, lambda: run_final(FINAL, folder, data, runs, cpus, f"{spec.name}: final"), data)
+        if not continue_final_runs(folder / FINAL, data, runs):
+            set_aside(folder / FINAL)
+            warn_of_errors(run_final(FINAL, folder, data, runs, cpus, f"{spec.name}: final"), folder / FINAL)
         (folder / FINAL_DONE).touch()
