@@ -136,11 +136,10 @@ def point_latest(run: Path) -> None:
 
 
 def write_run_file(run: Path, settings: dict, status: str) -> None:
-    record = {"settings": settings, "status": status, "argv": sys.argv[1:],
-              "updated": dt.datetime.now().isoformat(timespec="seconds")}
-    partial = run / f".{RUN_FILE}.partial"  # a run killed mid-write keeps its previous run.json
-    partial.write_text(json.dumps(record, indent=2) + "\n")
-    partial.replace(run / RUN_FILE)
+    from tune.pipeline import write_json
+
+    write_json(run / RUN_FILE, {"settings": settings, "status": status, "argv": sys.argv[1:],
+                                "updated": dt.datetime.now().isoformat(timespec="seconds")})
 
 
 def exit_on_interrupt(resume_command: str) -> None:

@@ -48,7 +48,8 @@ def _read_json(path: Path, default):
     return json.loads(path.read_text()) if path.exists() else default
 
 
-def _write_json(path: Path, value) -> None:
+def write_json(path: Path, value) -> None:
+    """Write `value` so that a process killed meanwhile leaves the previous file whole."""
     partial = path.with_suffix(".tmp")
     partial.write_text(json.dumps(value, indent=2) + "\n")
     partial.replace(path)
@@ -112,7 +113,7 @@ def run_experiment(spec: ExperimentSpec, run_dir: Path, cpus: int, seed: int) ->
                             cpus, label)
         warn_of_errors(results, study)
         best[name] = best_config(results, spec.tuning, space)
-        _write_json(best_file, best)
+        write_json(best_file, best)
 
     if not (folder / FINAL_DONE).exists():
         runs = final_runs(spec, best, seed)
