@@ -411,8 +411,8 @@ def _summary(rows: list[tuple[str, PairedComparison, str | None]]) -> list[str]:
                       f"{fmt_difference(c.metric, c.mean_difference)} "
                       f"[{fmt_difference(c.metric, low)}, {fmt_difference(c.metric, high)}]",
                       fmt_p(c.p_value), f"**{c.verdict}**", reported or "—"])
-    return table(["experiment", "candidate", "primary metric", "mean difference vs Adam [95 % CI]",
-                  "p", "our verdict", "write-up's verdict"], cells)
+    return table(["experiment", "candidate", "primary metric", "mean difference (candidate − Adam) [95 % CI]", "p",
+                  "our verdict", "write-up's verdict"], cells)
 
 
 def write_report(run_dir, curves: pd.DataFrame | None = None,
