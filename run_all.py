@@ -227,3 +227,6 @@ if __name__ == "__main__":
     except CliError as error:
         print(f"run_all.py: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C while starting, before the run has begun (exit_on_interrupt)
+        print("\nrun_all.py: interrupted before the run started", file=sys.stderr, flush=True)
+        os._exit(130)  # a half-started Ray keeps a normal exit waiting

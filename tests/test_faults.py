@@ -62,3 +62,13 @@ def test_killed_run_resumes_to_a_complete_run(kill, tmp_path):
     assert (final["epochs"] == 3).all()
     assert json.loads((tmp_path / "killed" / "run.json").read_text())["status"] == "complete"
     assert (tmp_path / "killed" / "report.md").exists()
+
+
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(tmp_path):
+    driver = subprocess.Popen([sys.executable, str(ROOT / "run_all.py"), "--cpus", "1", "--smoke", "--output",
+                               str(tmp_path), "--name", "early"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # importing torch, Ray Tune and Optuna, before Ray has started
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "interrupted" in err
