@@ -13,11 +13,13 @@ import pytest
 from conftest import ROOT, run_cli
 
 TRIALS = 10
-KILLS = {  # id: (signal, the folder whose first result.json triggers it, lose Ray Tune's state of final/)
-    "sigkill-while-tuning": (signal.SIGKILL, "tune-cgi", False),
-    "ctrl-c-while-tuning": (signal.SIGINT, "tune-cgi", False),
-    "sigkill-in-final-runs": (signal.SIGKILL, "final", False),
-    "sigkill-before-final-state-saved": (signal.SIGKILL, "final", True),
+TUNING = ("tune-cgi/*/result.json",)  # during the second study
+FINAL = ("final/*/result.json", "final/experiment_state-*.json")  # once Ray Tune has saved the final runs
+KILLS = {  # id: (signal, files whose appearance triggers it, lose Ray Tune's state of final/)
+    "sigkill-while-tuning": (signal.SIGKILL, TUNING, False),
+    "ctrl-c-while-tuning": (signal.SIGINT, TUNING, False),
+    "sigkill-in-final-runs": (signal.SIGKILL, FINAL, False),
+    "sigkill-before-final-state-saved": (signal.SIGKILL, FINAL, True),
 }
 
 
@@ -30,7 +32,7 @@ def test_killed_run_resumes_to_a_complete_run(kill, tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     experiment = tmp_path / "killed" / "cgi"
     deadline = time.monotonic() + 300
-    while not list(experiment.glob(f"{trigger}/*/result.json")):
+    while not all(any(experiment.glob(pattern)) for pattern in trigger):
         assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
         time.sleep(0.01)  # a smoke study lasts about a second
     driver.send_signal(stop)
@@ -39,8 +41,9 @@ def test_killed_run_resumes_to_a_complete_run(kill, tmp_path):
         assert driver.returncode == 130 and "--resume" in err, (driver.returncode, err[-3000:])
     else:
         assert driver.returncode == -signal.SIGKILL
-    studies_done = {"adam"} if trigger == "tune-cgi" else {"adam", "cgi"}
+    studies_done = {"adam"} if trigger == TUNING else {"adam", "cgi"}
     assert json.loads((experiment / "best.json").read_text()).keys() == studies_done
+    assert not (experiment / "final.done").exists()  # killed before the final runs were done
     finished_study = (experiment / "tune-adam").stat().st_mtime_ns
     if lose_final_state:  # as if killed after Ray Tune wrote tuner.pkl, before its first state snapshot
         for state in experiment.glob("final/*state-*.json"):
@@ -50,7 +53,7 @@ def test_killed_run_resumes_to_a_complete_run(kill, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (experiment / "tune-adam").stat().st_mtime_ns == finished_study  # not re-run
     set_aside = {path.name for path in (experiment / "interrupted").glob("*")}
-    assert set_aside == ({"tune-cgi.1"} if trigger == "tune-cgi" else {"final.1"} if lose_final_state else set())
+    assert set_aside == ({"tune-cgi.1"} if trigger == TUNING else {"final.1"} if lose_final_state else set())
     trials = pd.read_parquet(tmp_path / "killed" / "trials.parquet")
     tuned = trials[trials["phase"] == "tune"]
     assert tuned.groupby("optimizer")["trial_id"].nunique().to_dict() == {"adam": TRIALS, "cgi": TRIALS}
