@@ -17,7 +17,10 @@ SPEC_DIR = Path(__file__).parent / "experiments"
 SPEC_FILE = "spec.json"
 BASELINE = "adam"
 METRIC_MODES = {"val_loss": "min", "val_acc": "max"}
-SMOKE = {"num_samples": 3, "tune_epochs": 3, "final_epochs": 3, "seeds": 2}
+# best_val_epoch: a run is judged at its epoch of best validation metric (early stopping), and a
+# tuning trial by its best validation value so far; final_epoch: both at the last epoch trained.
+PRIMARY_METRICS = ("best_val_epoch", "final_epoch")
+SMOKE = {"num_samples": 3, "tune_epochs": 3, "final_epochs": 3, "seeds": 2, "repeats": 2}
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class StudyBudget:
     mode: str = "min"
     grace_period: int = 1
     reduction_factor: int = 3
+    concurrency: int = 2  # most trials of one study running at once, whatever the cluster size
+    repeats: int = 3  # independent studies per optimizer, each with its own search seed
 
 
 class SpecError(ValueError):
@@ -40,6 +45,7 @@ class SpecError(ValueError):
 class FinalRuns:
     epochs: int = 50
     seeds: int = 10
+    primary: str = "best_val_epoch"  # one of PRIMARY_METRICS
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,13 @@ class ExperimentSpec:
     def candidates(self) -> list[str]:
         return [name for name in self.optimizers if name != BASELINE]
 
+    @property
+    def objective(self) -> str:
+        """The result key the search optimises: the validation metric, best so far when the
+        primary metric is early-stopped, so that ASHA compares trials as the verdict will."""
+        metric = self.tuning.metric
+        return f"best_{metric}" if self.final.primary == "best_val_epoch" else metric
+
     def fixed_config(self) -> dict:
         """Config keys shared by every run of the experiment."""
         return {"hidden": list(self.hidden), "batch_size": self.batch_size}
@@ -73,15 +86,17 @@ class ExperimentSpec:
         spec["choices"] = list(self.choices)
         return spec
 
-    def with_budget(self, num_samples=None, seeds=None, smoke=False) -> "ExperimentSpec":
+    def with_budget(self, num_samples=None, seeds=None, smoke=False, repeats=None) -> "ExperimentSpec":
         """The same experiment with budgets overridden (for every optimizer alike)."""
         tuning, final = self.tuning, self.final
         if smoke:
             tuning = replace(tuning, num_samples=SMOKE["num_samples"], epochs=SMOKE["tune_epochs"],
-                             grace_period=1)
-            final = FinalRuns(epochs=SMOKE["final_epochs"], seeds=SMOKE["seeds"])
+                             grace_period=1, repeats=SMOKE["repeats"])
+            final = replace(final, epochs=SMOKE["final_epochs"], seeds=SMOKE["seeds"])
         if num_samples is not None:
             tuning = replace(tuning, num_samples=num_samples)
+        if repeats is not None:
+            tuning = replace(tuning, repeats=repeats)
         if seeds is not None:
             final = replace(final, seeds=seeds)
         return replace(self, tuning=tuning, final=final)
@@ -138,7 +153,8 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
                  "every optimizer must search the same lr range as the baseline")
         _check_bounds(name, space, at)
 
-    tuning = _section(raw, "tuning", StudyBudget, ("num_samples", "epochs", "grace_period", "reduction_factor"), where)
+    tuning = _section(raw, "tuning", StudyBudget,
+                      ("num_samples", "epochs", "grace_period", "reduction_factor", "concurrency", "repeats"), where)
     _require(tuning.metric in METRIC_MODES, f"{where}.tuning.metric", f"must be one of {', '.join(METRIC_MODES)}")
     _require(tuning.mode == METRIC_MODES[tuning.metric], f"{where}.tuning.mode",
              f"{tuning.metric} is optimised with mode {METRIC_MODES[tuning.metric]!r}")
@@ -146,6 +162,7 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
     _require(tuning.reduction_factor >= 2, f"{where}.tuning.reduction_factor", "must be at least 2")
 
     final = _section(raw, "final", FinalRuns, ("epochs", "seeds"), where)
+    _require(final.primary in PRIMARY_METRICS, f"{where}.final.primary", f"must be one of {', '.join(PRIMARY_METRICS)}")
 
     batch_size = _positive_int(raw.get("batch_size", 100), f"{where}.batch_size")
     verdict = raw.get("reported_verdict", "")
