@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--num-samples", type=positive_int, help="tuning trials per optimizer (default: each spec's)")
     parser.add_argument("--seeds", type=positive_int, help="paired seeds of the final runs (default: each spec's, 10)")
+    parser.add_argument("--repeats", type=positive_int,
+                        help="independent tuning studies per optimizer, each with its own search seed (default: each spec's, 3; --smoke: 2)")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets for an end-to-end check in a few minutes (default: off)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the search and the tuning runs; final runs use seed+1..seed+N (default: 0)")
     parser.add_argument("--output", type=Path, default=Path("results"), help="folder that holds the runs (default: results)")
@@ -65,7 +67,7 @@ def parse_args(argv):
     return args
 
 
-def select_experiments(names_text: str, spec_files: list[Path], num_samples, seeds, smoke) -> list:
+def select_experiments(names_text: str, spec_files: list[Path], num_samples, seeds, smoke, repeats=None) -> list:
     """The experiments to run, budgets overridden alike for all. With --spec files and no
     --experiments, only the files' experiments run."""
     from tune.experiments import builtin_specs, load_spec
@@ -85,7 +87,7 @@ def select_experiments(names_text: str, spec_files: list[Path], num_samples, see
     if unknown:
         raise CliError(f"--experiments: unknown {', '.join(unknown)}; choose from {', '.join(specs)}")
     chosen = [specs[name] for name in dict.fromkeys(names)] + extra
-    return [spec.with_budget(num_samples, seeds, smoke) for spec in chosen]
+    return [spec.with_budget(num_samples, seeds, smoke, repeats) for spec in chosen]
 
 
 def list_experiments() -> None:
@@ -95,7 +97,7 @@ def list_experiments() -> None:
         print(f"{spec.name:10s} {' vs '.join(spec.optimizers):32s} {spec.title}")
 
 
-RUN_SETTINGS = ("experiments", "spec", "num_samples", "seeds", "smoke", "seed")
+RUN_SETTINGS = ("experiments", "spec", "num_samples", "seeds", "repeats", "smoke", "seed")
 
 
 def resumed_settings(args, run: Path) -> dict:
@@ -177,7 +179,8 @@ def main(argv=None) -> int:
         else:
             if run.exists():
                 raise CliError(f"{run} already exists; pass --resume to continue it or choose another --name")
-            specs = select_experiments(args.experiments, args.spec, args.num_samples, args.seeds, args.smoke)
+            specs = select_experiments(args.experiments, args.spec, args.num_samples, args.seeds, args.smoke,
+                                       args.repeats)
             settings = {"experiments": [spec.name for spec in specs], "seed": args.seed,
                         "flags": {key: str(getattr(args, key)) for key in RUN_SETTINGS}}
     except SpecError as error:
@@ -185,7 +188,7 @@ def main(argv=None) -> int:
     check_output(args.output)
 
     from tune.cluster import ClusterError, check_storage_shared, cluster_cpus, connect, quiet_environment, start_local
-    from tune.pipeline import run_experiment
+    from tune.pipeline import run_experiments
     from analysis.load import write_frames
     from analysis.report import write_report
 
@@ -211,8 +214,7 @@ def main(argv=None) -> int:
     cpus = cluster_cpus()
     print(f"run folder {run}  ({cpus} CPUs, experiments {', '.join(s.name for s in specs)})")
     exit_on_interrupt(f"python run_all.py --resume --output {args.output} --name {run.name}")
-    for spec in specs:
-        run_experiment(spec, run, cpus, settings["seed"])
+    run_experiments(specs, run, settings["seed"])
     curves, trials = write_frames(run)
     report = write_report(run, curves, trials)
     write_run_file(run, settings, "complete")

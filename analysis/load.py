@@ -4,20 +4,25 @@
     trials = load_trials("results/latest")  one row per trial
 
 Both read `curves.parquet` / `trials.parquet` at the run's root or, if absent, Ray's own
-experiment folders `<run>/<experiment>/{tune-<optimizer>,final}/<trial>/result.json`.
+experiment folder `<run>/trials/<trial>/result.json`. A study or final run shared by several
+experiments appears under each of them, with the same `study` and `trial_id`.
 
 curves columns
-    experiment, optimizer, phase ("tune" | "final"), trial_id, seed, epoch (from 1),
+    experiment, optimizer, phase ("tune" | "final"),
+    study ("<experiment>/<optimizer>/r<repeat>" of the first experiment that contains the study
+    or final group), repeat (the tuning repeat, from 0; a final run trains that repeat's best config),
+    trial_id, seed, epoch (from 1),
     train_loss, val_loss, val_acc, test_loss, test_acc (NaN while tuning: tuning never sees test;
     final runs also have an epoch-0 row, measured at initialisation, before any step),
     diverged (a diverged trial's last row has val_loss = inf), epoch_time (s of training),
     node_id (Ray node the trial ran on), max_epochs (the trial's budget),
+    reported_at (Unix s of the report that carried the epoch),
     lr, inversion_frequency, beta, norm_eps, rank (NaN where the optimizer has no such knob)
 trials columns
-    experiment, optimizer, phase, trial_id, seed, the config columns, node_id,
+    experiment, optimizer, phase, study, repeat, trial_id, seed, the config columns, node_id,
     epochs (trained), train_loss, val_loss, val_acc, test_loss, test_acc (at its last epoch),
     best_val_loss, best_val_acc, diverged, pruned (stopped by ASHA before max_epochs),
-    train_time (s, sum of epoch_time)
+    train_time (s, sum of epoch_time), started_at and ended_at (Unix s of its first and last report)
 """
 import json
 from pathlib import Path
@@ -27,17 +32,18 @@ import pandas as pd
 
 import optim
 
-KEYS = ["experiment", "optimizer", "phase", "trial_id", "seed"]
+KEYS = ["experiment", "optimizer", "phase", "study", "repeat", "trial_id", "seed"]
 CONFIG_COLUMNS = ["lr", *dict.fromkeys(name for hparams in optim.HPARAMS.values() for name in hparams)]
 METRIC_COLUMNS = ["train_loss", "val_loss", "val_acc", "test_loss", "test_acc"]
-CURVE_COLUMNS = [*KEYS, "epoch", *METRIC_COLUMNS, "diverged", "epoch_time", "node_id", "max_epochs", *CONFIG_COLUMNS]
+CURVE_COLUMNS = [*KEYS, "epoch", *METRIC_COLUMNS, "diverged", "epoch_time", "node_id", "max_epochs", "reported_at",
+                 *CONFIG_COLUMNS]
 TRIAL_COLUMNS = [*KEYS, *CONFIG_COLUMNS, "node_id", "epochs", *METRIC_COLUMNS, "best_val_loss", "best_val_acc",
-                 "diverged", "pruned", "train_time"]
-FINAL_FOLDER = "final"
-TUNE_PREFIX = "tune-"
+                 "diverged", "pruned", "train_time", "started_at", "ended_at"]
+TRIALS_FOLDER = "trials"  # as tune.study writes it
+TRIAL_ORDER = ["experiment", "phase", "optimizer", "trial_id"]
 
 
-def _trial_rows(result_file: Path, experiment: str, phase: str) -> list[dict]:
+def _trial_rows(result_file: Path) -> list[dict]:
     rows = []
     for line in result_file.read_text().splitlines():
         if not line.strip():
@@ -48,57 +54,51 @@ def _trial_rows(result_file: Path, experiment: str, phase: str) -> list[dict]:
             continue  # a line cut short by a killed process
         if "epoch" not in result:
             continue
-        config = dict(result.get("config", {}))
-        config.update(config.pop("run", {}))
-        trial = {"experiment": experiment, "optimizer": config.get("optimizer"), "phase": phase,
-                 "trial_id": result["trial_id"], "seed": config.get("seed", 0), "max_epochs": config.get("epochs"),
-                 "node_id": result.get("node_id", ""), **{key: config.get(key, np.nan) for key in CONFIG_COLUMNS}}
+        config = result.get("config", {})
+        trial = {"optimizer": config.get("optimizer"), "phase": config.get("phase"), "study": config.get("study"),
+                 "repeat": config.get("repeat", 0), "trial_id": result["trial_id"], "seed": config.get("seed", 0),
+                 "max_epochs": config.get("epochs"), "node_id": result.get("node_id", ""),
+                 "reported_at": result.get("reported_at", np.nan),
+                 **{key: config.get(key, np.nan) for key in CONFIG_COLUMNS}}
         # a report carries every epoch since the previous report under "history"
         for epoch in result.get("history") or [result]:
             row = {**trial, **{key: epoch.get(key, np.nan) for key in ["epoch", *METRIC_COLUMNS, "epoch_time"]}}
             row["diverged"] = bool(epoch.get("diverged", False))
-            rows.append(row)
+            rows += [{**row, "experiment": experiment} for experiment in config.get("experiments", [])]
     return rows
 
 
-def curves_from_ray(experiment_folder: Path, experiment: str, phase: str) -> pd.DataFrame:
-    """Per-epoch rows of one Ray Tune experiment folder."""
+def curves_from_ray(trials_folder: Path) -> pd.DataFrame:
+    """Per-epoch rows of a Ray Tune experiment folder of tune.study's trials."""
     rows = []
-    for result_file in sorted(Path(experiment_folder).glob("*/result.json")):
-        rows += _trial_rows(result_file, experiment, phase)
+    for result_file in sorted(Path(trials_folder).glob("*/result.json")):
+        rows += _trial_rows(result_file)
     return tidy_curves(pd.DataFrame(rows, columns=CURVE_COLUMNS))
 
 
 def tidy_curves(curves: pd.DataFrame) -> pd.DataFrame:
     """Column order and types fixed; a trial restored from a checkpoint re-reports the
     epochs after that checkpoint, so only the last report of each epoch is kept."""
-    curves = curves.drop_duplicates(["experiment", "phase", "optimizer", "trial_id", "epoch"], keep="last")
-    curves = curves.astype({"seed": "int64", "epoch": "int64", "diverged": "bool", "max_epochs": "int64"})
+    curves = curves.drop_duplicates([*TRIAL_ORDER, "epoch"], keep="last")
+    curves = curves.astype({"seed": "int64", "repeat": "int64", "epoch": "int64", "diverged": "bool",
+                            "max_epochs": "int64", "reported_at": "float64"})
     curves[CONFIG_COLUMNS] = curves[CONFIG_COLUMNS].astype("float64")
-    return curves.sort_values(["experiment", "phase", "optimizer", "trial_id", "epoch"]).reset_index(drop=True)[CURVE_COLUMNS]
+    return curves.sort_values([*TRIAL_ORDER, "epoch"]).reset_index(drop=True)[CURVE_COLUMNS]
 
 
 def curves_from_run_folders(run: Path) -> pd.DataFrame:
-    frames = []
-    for folder in sorted(Path(run).glob("*/*/")):
-        if folder.name == FINAL_FOLDER:
-            frames.append(curves_from_ray(folder, folder.parent.name, "final"))
-        elif folder.name.startswith(TUNE_PREFIX):
-            frames.append(curves_from_ray(folder, folder.parent.name, "tune"))
-    frames = [frame for frame in frames if not frame.empty]
-    if not frames:
-        return pd.DataFrame(columns=CURVE_COLUMNS)
-    return tidy_curves(pd.concat(frames, ignore_index=True))
+    return curves_from_ray(Path(run) / TRIALS_FOLDER)
 
 
 def trials_from_curves(curves: pd.DataFrame) -> pd.DataFrame:
     """One row per trial: its config, its last epoch's metrics and what ended it."""
     if curves.empty:
         return pd.DataFrame(columns=TRIAL_COLUMNS)
-    groups = curves.groupby(["experiment", "phase", "optimizer", "trial_id"], sort=False)
+    groups = curves.groupby(TRIAL_ORDER, sort=False)
     trials = groups.last()  # rows are sorted by epoch within a trial
     trials["epochs"] = groups["epoch"].max()
-    trained = curves[curves["epoch"] > 0].groupby(["experiment", "phase", "optimizer", "trial_id"], sort=False)
+    trials["started_at"], trials["ended_at"] = groups["reported_at"].min(), groups["reported_at"].max()
+    trained = curves[curves["epoch"] > 0].groupby(TRIAL_ORDER, sort=False)
     trials["best_val_loss"] = trained["val_loss"].min()
     trials["best_val_acc"] = trained["val_acc"].max()
     trials["diverged"] = groups["diverged"].any()

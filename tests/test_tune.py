@@ -1,111 +1,182 @@
-"""A real Ray Tune + OptunaSearch + ASHA study, read back with Ray's results and with load_run."""
+"""Real Ray Tune runs of several studies at once (OptunaSearch TPE + per-study ASHA), read back as frames."""
+import json
 import math
+import shutil
 
+import numpy as np
 import pytest
 
-from analysis.load import CURVE_COLUMNS, curves_from_ray, trials_from_curves
-from tune.loop import as_tensors
-from tune.experiments import StudyBudget
-from ray.tune.schedulers import ASHAScheduler
-
+from analysis.load import CURVE_COLUMNS, curves_from_run_folders, trials_from_curves
 from tune.cluster import warm_trial_workers
-from tune.study import PatientASHA, asha_milestones, best_config, run_final, run_study
-from tune.space import to_tune, validate_space
+from tune.experiments import from_dict
+from tune.pipeline import DONE_FILE, INTERRUPTED, run_experiments
+from tune.plan import asha_milestones, plan_run
+from tune.space import to_optuna, to_tune, validate_space
+from tune.study import TRIALS_FOLDER, PatientASHA
 
-LR = {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-1}}
+LR = {"type": "loguniform", "low": 1e-4, "high": 1e-1}
+TUNING = {"num_samples": 4, "epochs": 3, "grace_period": 1, "reduction_factor": 2, "concurrency": 1, "repeats": 2}
+
+
+def small_spec(name: str, optimizers: dict, tuning: dict = TUNING, final: dict | None = None):
+    return from_dict({"name": name, "title": name, "seed_file": "-", "hypothesis": "-", "optimizers": optimizers,
+                      "tuning": tuning, "final": final or {"epochs": 2, "seeds": 2}})
+
+
+# two experiments that share Adam's studies (same data, model, space, budget, seeds)
+ALPHA = small_spec("alpha", {"adam": {"lr": LR}, "cgi": {"lr": LR, "inversion_frequency":
+                                                        {"type": "int", "low": 2, "high": 5}}})
+BETA = small_spec("beta", {"adam": {"lr": LR}, "gao": {"lr": LR, "beta": {"type": "uniform", "low": 0.5, "high": 0.99}}})
 
 
 @pytest.fixture(scope="module")
-def study(ray_session, data, tmp_path_factory):
-    storage = tmp_path_factory.mktemp("study")
-    budget = StudyBudget(num_samples=6, epochs=4, grace_period=1, reduction_factor=2)
-    results = run_study("tune-adam", storage, as_tensors(data), LR, {"optimizer": "adam", "seed": 0},
-                        budget, seed=0, max_concurrent=2)
-    return storage, budget, results
+def run(ray_session, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    for spec in (ALPHA, BETA):
+        (run_dir / spec.name).mkdir()
+    plan = run_experiments([ALPHA, BETA], run_dir, seed=0)
+    curves = curves_from_run_folders(run_dir)
+    return run_dir, plan, curves, trials_from_curves(curves)
 
 
-def test_study_runs_every_trial_on_validation_only(study):
-    storage, budget, results = study
-    assert len(results) == budget.num_samples and not results.errors
-    for result in results:
-        assert 1e-4 <= result.config["lr"] <= 1e-1
-        assert result.config["eval_test"] is False
-        reports = result.metrics_dataframe
-        assert set(reports["epoch"]) <= set(result.config["report_epochs"])
-        assert {"train_loss", "val_loss", "val_acc", "diverged", "node_id", "history"} <= set(reports.columns)
-        assert "test_loss" not in reports.columns
-        epochs = [epoch["epoch"] for report in reports["history"] for epoch in report]
-        assert epochs == list(range(1, result.metrics["epoch"] + 1))  # every epoch, once
+def test_every_study_runs_its_trials_once_and_shared_studies_appear_under_each_experiment(run):
+    run_dir, plan, curves, trials = run
+    assert list(curves.columns) == CURVE_COLUMNS
+    assert len(plan.studies) == 6  # adam (shared), cgi, gao; 2 repeats each
+    tuned = trials[trials["phase"] == "tune"]
+    assert (tuned.groupby(["experiment", "study"]).size() == TUNING["num_samples"]).all()
+    shared = tuned[tuned["optimizer"] == "adam"]
+    assert set(shared["study"]) == {"alpha/adam/r0", "alpha/adam/r1"}
+    assert set(shared.loc[shared["experiment"] == "alpha", "trial_id"]) == \
+        set(shared.loc[shared["experiment"] == "beta", "trial_id"])
+    ray_folders = list((run_dir / TRIALS_FOLDER).glob("tune-*"))
+    assert len(ray_folders) == tuned["trial_id"].nunique() == 6 * TUNING["num_samples"]
+    assert curves.loc[curves["phase"] == "tune", "test_loss"].isna().all()  # tuning sees validation only
 
 
-def test_tuning_trials_write_no_checkpoints(study):
-    storage, _, _ = study
-    assert list(storage.rglob("result.json")) and not list(storage.rglob("checkpoint_*"))
+def test_no_study_runs_more_than_its_concurrency_and_studies_run_side_by_side(run):
+    _, _, _, trials = run
+    tuned = trials[trials["phase"] == "tune"].drop_duplicates("trial_id").sort_values("started_at")
+    for _, study in tuned.groupby("study"):  # concurrency 1: one trial ends before the next reports
+        assert (study["started_at"].to_numpy()[1:] >= study["ended_at"].to_numpy()[:-1]).all()
+    other_study_overlaps = [
+        ((tuned["study"] != row.study) & (tuned["started_at"] < row.ended_at) & (tuned["ended_at"] > row.started_at)).any()
+        for row in tuned.itertuples()]
+    assert any(other_study_overlaps)  # 2 CPUs, concurrency 1: two studies at once
 
 
-def test_a_study_runs_on_warm_workers_when_there_are_some(ray_session, data, tmp_path):
+def test_repeats_search_with_different_seeds(run):
+    _, plan, _, trials = run
+    assert len({study.seed for study in plan.studies}) == TUNING["repeats"]
+    tuned = trials[(trials["phase"] == "tune") & (trials["experiment"] == "alpha")]
+    first_lr = tuned.sort_values("started_at").groupby("study")["lr"].apply(set)
+    assert first_lr["alpha/adam/r0"] != first_lr["alpha/adam/r1"]
+    assert tuned.groupby("repeat")["seed"].nunique().tolist() == [1, 1]
+    assert tuned.groupby("repeat")["seed"].first().nunique() == 2
+
+
+def test_asha_stops_poor_trials_and_best_config_comes_from_a_full_budget_trial(run):
+    run_dir, _, _, trials = run
+    tuned = trials[(trials["phase"] == "tune") & (trials["experiment"] == "alpha")]
+    assert tuned["pruned"].any() and (tuned["epochs"] == TUNING["epochs"]).any()
+    best = json.loads((run_dir / "alpha" / "best.json").read_text())
+    assert set(best) == {"adam", "cgi"} and all(len(configs) == 2 for configs in best.values())
+    for repeat, config in enumerate(best["cgi"]):
+        study = tuned[(tuned["study"] == f"alpha/cgi/r{repeat}") & (tuned["epochs"] == TUNING["epochs"])]
+        winner = study.loc[study["best_val_loss"].idxmin()]
+        assert config == {"lr": winner["lr"], "inversion_frequency": int(winner["inversion_frequency"])}
+
+
+def test_final_runs_train_every_repeats_best_on_the_same_paired_seeds(run):
+    run_dir, _, curves, trials = run
+    final = trials[(trials["phase"] == "final") & (trials["experiment"] == "alpha")]
+    assert sorted(final.groupby(["optimizer", "repeat"])["seed"].apply(sorted).tolist()) == [[1, 2]] * 4
+    initial = curves[(curves["phase"] == "final") & (curves["epoch"] == 0) & (curves["experiment"] == "alpha")]
+    by_seed = initial.groupby("seed")["val_loss"].nunique()
+    assert (by_seed == 1).all()  # seed i: the same initial weights for every optimizer and repeat
+    assert initial.groupby("seed")["val_loss"].first().nunique() == 2
+    assert curves.loc[(curves["phase"] == "final") & (curves["epoch"] == 2), "test_acc"].between(0, 1).all()
+    assert not list((run_dir / TRIALS_FOLDER).glob("tune-*/checkpoint_*"))  # tuning trials are not checkpointed
+
+
+def test_a_resumed_run_reruns_only_what_was_unfinished(run, tmp_path):
+    run_dir, _, curves, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    done = json.loads((copy / DONE_FILE).read_text())
+    del done["studies"]["beta/gao/r1"]  # as if killed while it tuned
+    del done["finals"]["beta/gao/r1"]
+    del done["finals"]["alpha/cgi/r0"]  # as if killed during its final runs
+    (copy / DONE_FILE).write_text(json.dumps(done))
+    run_experiments([ALPHA, BETA], copy, seed=0)
+    resumed = curves_from_run_folders(copy)
+    kept = curves[~curves["study"].isin(["beta/gao/r1", "alpha/cgi/r0"])
+                  | ((curves["study"] == "alpha/cgi/r0") & (curves["phase"] == "tune"))]
+    assert set(kept["trial_id"]) <= set(resumed["trial_id"])
+    assert not resumed.duplicated(["experiment", "phase", "trial_id", "epoch"]).any()
+    assert (resumed.groupby(["experiment", "phase", "study"])["trial_id"].nunique()
+            == curves.groupby(["experiment", "phase", "study"])["trial_id"].nunique()).all()
+    aside = {path.name.split("-")[0] for path in (copy / INTERRUPTED).glob("*/*") if path.is_dir()}
+    assert aside == {"tune", "final"}
+
+
+def test_a_study_runs_on_warm_workers_when_there_are_some(ray_session, tmp_path):
     warmed = warm_trial_workers(2)
     assert len(warmed) == 2
-    budget = StudyBudget(num_samples=4, epochs=2, grace_period=1, reduction_factor=2)
-    results = run_study("tune-adam", tmp_path, as_tensors(data), LR, {"optimizer": "adam", "seed": 0},
-                        budget, seed=0, max_concurrent=2)
-    assert {result.metrics["pid"] for result in results} == warmed  # no trial waited for a new process
+    spec = small_spec("warm", {"adam": {"lr": LR}, "cgi": {"lr": LR}},
+                      {**TUNING, "num_samples": 2, "epochs": 1, "repeats": 1}, {"epochs": 1, "seeds": 1})
+    run_experiments([spec], tmp_path, seed=0)
+    pids = {json.loads(line)["pid"] for path in (tmp_path / TRIALS_FOLDER).glob("*/result.json")
+            for line in path.read_text().splitlines()}
+    assert pids <= warmed  # no trial waited for a new process
 
 
-def test_reports_fall_exactly_on_ashas_rungs():
-    budget = StudyBudget(num_samples=1, epochs=25, grace_period=1, reduction_factor=3)
-    assert asha_milestones(budget) == [1, 3, 9]
-    for epochs, grace, factor in [(25, 1, 3), (20, 2, 2), (15, 1, 4), (100, 3, 3), (3, 1, 3)]:
-        budget = StudyBudget(num_samples=1, epochs=epochs, grace_period=grace, reduction_factor=factor)
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=grace, reduction_factor=factor)
-        rungs = sorted(milestone for milestone, _ in scheduler._brackets[0]._rungs)
+def test_diverging_trials_are_reported_not_crashed(ray_session, tmp_path):
+    wild = {"type": "loguniform", "low": 1e29, "high": 1e30}
+    spec = small_spec("wild", {"adam": {"lr": wild}, "gns": {"lr": wild}}, {**TUNING, "num_samples": 2, "repeats": 1},
+                      {"epochs": 3, "seeds": 1})
+    run_experiments([spec], tmp_path, seed=0)
+    trials = trials_from_curves(curves_from_run_folders(tmp_path))
+    assert trials["diverged"].all() and len(trials) == 6
+    assert json.loads((tmp_path / DONE_FILE).read_text())["finals"].keys() == {"wild/adam/r0", "wild/gns/r0"}
+
+
+def test_identical_work_is_planned_once():
+    plan = plan_run([ALPHA, BETA, small_spec("longer", {"adam": {"lr": LR}, "svd": {"lr": LR}},
+                                             final={"epochs": 4, "seeds": 2})], base_seed=0)
+    assert [study.experiments for study in plan.studies if study.optimizer == "adam"] == \
+        [["alpha", "beta", "longer"]] * 2
+    adam_finals = [group for group in plan.finals if group.study.startswith("alpha/adam")]
+    assert [group.experiments for group in adam_finals] == [["alpha", "beta"]] * 2 + [["longer"]] * 2
+
+
+def test_reports_fall_on_the_asha_rungs():
+    for epochs, grace, factor, rungs in [(25, 1, 3, [1, 3, 9]), (20, 2, 2, [2, 4, 8, 16]), (3, 1, 3, [1])]:
+        budget = ALPHA.tuning.__class__(epochs=epochs, grace_period=grace, reduction_factor=factor)
         assert asha_milestones(budget) == rungs
 
 
-def test_asha_stops_poor_trials_and_tpe_is_seeded(study):
-    storage, budget, results = study
-    epochs = [result.metrics["epoch"] for result in results]
-    assert max(epochs) == budget.epochs
-    assert min(epochs) < budget.epochs, "ASHA (reduction factor 2) should stop some of 6 trials early"
-    assert len({result.config["lr"] for result in results}) == budget.num_samples
-
-
-def test_best_config_comes_from_a_full_budget_trial(study):
-    storage, budget, results = study
-    best = best_config(results, budget, LR)
-    full = [r for r in results if r.metrics["epoch"] == budget.epochs]
-    assert best["lr"] == min(full, key=lambda r: r.metrics["val_loss"]).config["lr"]
-
-
-def test_curves_from_the_ray_folder(study):
-    storage, budget, results = study
-    curves = curves_from_ray(storage / "tune-adam", "demo", "tune")
-    assert list(curves.columns) == CURVE_COLUMNS
-    assert curves["trial_id"].nunique() == budget.num_samples
-    assert len(curves) == sum(result.metrics["epoch"] for result in results)
-    trials = trials_from_curves(curves)
-    assert len(trials) == budget.num_samples
-    assert trials["pruned"].sum() == sum(r.metrics["epoch"] < budget.epochs for r in results)
-    assert curves["test_loss"].isna().all()
-
-
-def test_final_runs_are_paired_and_see_test(ray_session, data, tmp_path):
-    runs = [{"optimizer": "adam", "lr": lr, "epochs": 2, "seed": seed, "eval_test": True, "eval_initial": True}
-            for lr in (1e-3, 1e-2) for seed in (1, 2)]
-    results = run_final("final", tmp_path, as_tensors(data), runs, max_concurrent=2)
-    assert len(results) == 4 and not results.errors
-    curves = curves_from_ray(tmp_path / "final", "demo", "final")
-    initial = curves[curves["epoch"] == 0].set_index(["seed", "lr"])["val_loss"].unstack()
-    assert (initial[1e-3] == initial[1e-2]).all()  # seed i: same initial weights for every config
-    assert initial.loc[1].iloc[0] != initial.loc[2].iloc[0]
-    assert curves.loc[curves["epoch"] == 2, "test_acc"].between(0, 1).all()
+def test_asha_waits_for_reduction_factor_trials_before_stopping_any():
+    study = plan_run([small_spec("asha", {"adam": {"lr": LR}, "cgi": {"lr": LR}},
+                                 {**TUNING, "epochs": 9, "reduction_factor": 3})], 0).studies[0]
+    asha = PatientASHA(study)
+    decide = lambda trial_id, loss: asha.decide(trial_id, {"epoch": 1, study.objective: loss})
+    assert decide("first", 1.0) == "CONTINUE"
+    assert decide("worse", 2.0) == "CONTINUE"  # Ray's ASHA would stop it: only one trial to compare with
+    assert decide("worst", 3.0) == "CONTINUE"
+    assert decide("late and bad", 2.5) == "STOP"  # three recorded: the usual cut applies
+    assert decide("late and good", 0.5) == "CONTINUE"
+    assert decide("nan", math.nan) == "STOP"
 
 
 def test_space_conversion_keeps_int_bounds_inclusive():
-    space = {"rank": {"type": "int", "low": 2, "high": 3}}
+    space = {"rank": {"type": "int", "low": 2, "high": 3}, "lr": LR}
     validate_space(space)
     domain = to_tune(space)["rank"]
     assert {domain.sample() for _ in range(200)} == {2, 3}
+    optuna_space = to_optuna(space)
+    assert (optuna_space["rank"].low, optuna_space["rank"].high) == (2, 3) and optuna_space["lr"].log
+    assert np.isclose(optuna_space["lr"].high, 0.1)
 
 
 @pytest.mark.parametrize("bad", [
@@ -115,25 +186,3 @@ def test_space_conversion_keeps_int_bounds_inclusive():
 def test_bad_spaces_raise(bad):
     with pytest.raises(ValueError):
         validate_space(bad)
-
-
-def test_diverging_trials_are_reported_not_crashed(ray_session, data, tmp_path):
-    space = {"lr": {"type": "loguniform", "low": 1e29, "high": 1e30}}
-    results = run_study("tune-wild", tmp_path, as_tensors(data), space, {"optimizer": "adam"},
-                        StudyBudget(num_samples=2, epochs=5), seed=0, max_concurrent=2)
-    assert not results.errors
-    assert all(r.metrics["diverged"] and math.isinf(r.metrics["val_loss"]) for r in results)
-
-
-def test_asha_waits_for_reduction_factor_trials_before_stopping_any():
-    from types import SimpleNamespace
-
-    scheduler = PatientASHA(time_attr="epoch", metric="val_loss", mode="min", max_t=9, grace_period=1,
-                            reduction_factor=3)
-    bracket = scheduler._brackets[0]
-    decide = lambda trial_id, loss: bracket.on_result(SimpleNamespace(trial_id=trial_id), 1, -loss)
-    assert decide("first", 1.0) == "CONTINUE"
-    assert decide("worse", 2.0) == "CONTINUE"  # Ray's ASHA would stop it: only one trial to compare with
-    assert decide("worst", 3.0) == "CONTINUE"
-    assert decide("late and bad", 2.5) == "STOP"  # three recorded: the usual cut applies
-    assert decide("late and good", 0.5) == "CONTINUE"

@@ -1,50 +1,36 @@
-"""One experiment end to end: a tuning study per optimizer, then paired final runs.
+"""A run end to end: every study and final run of its experiments in one Ray Tune run.
 
 Layout under the run folder:
-    <experiment>/spec.json           the spec as run (budgets after any CLI override)
-    <experiment>/tune-<optimizer>/   Ray's experiment folder of that optimizer's study
-    <experiment>/best.json           each finished study's best config (marks it finished)
-    <experiment>/final/              Ray's experiment folder of the final runs
-    <experiment>/interrupted/        what a killed run left that is not continued (see below)
+    trials/                    Ray Tune's experiment folder: one folder per trial, tune-<id> or final-<id>
+    done.json                  each finished study (best config, its trials) and final group (its trials)
+    <experiment>/spec.json     the spec as run (budgets after any CLI override)
+    <experiment>/best.json     each optimizer's best config per repeat, once its studies finished
+    interrupted/               what a killed run left that is not continued (see below)
 
-Finished studies are never re-run. A study a killed run left unfinished starts again from its
-first trial: a study takes seconds, its trials are not checkpointed, and Ray Tune's restore
-of a search depends on its searcher's state and the run's state having been saved together.
-Unfinished final runs continue from their checkpoints through Ray Tune's restore, unless the
-run was killed before Ray Tune first saved its state: then they start again too.
+Finished studies and final groups are never re-run. What a killed run left unfinished starts
+again from its first trial: a study or a final run takes seconds, and a new Tune run that
+continues no searcher state cannot restore half of one wrongly. Its trial folders are moved,
+not deleted, to interrupted/, where the results loader does not look.
 """
 import json
 import sys
 from pathlib import Path
 
-from ray import tune
+from ray import tune as ray_tune
 
 from models import load_data
-from tune.experiments import SPEC_FILE, ExperimentSpec, save_spec
+from tune.experiments import ExperimentSpec
 from tune.loop import as_tensors
-from tune.study import MAX_FAILURES, best_config, run_final, run_study
-from tune.trainable import trainable
+from tune.plan import Plan, Study, plan_run
+from tune.progress import Progress
+from tune.study import MAX_FAILURES, TRIALS_FOLDER, StudyRouter, run_trials
 
-FINAL = "final"
-FINAL_DONE = "final.done"
+DONE_FILE = "done.json"
+BEST_FILE = "best.json"
 INTERRUPTED = "interrupted"
 
 
-def final_seeds(spec: ExperimentSpec, base_seed: int) -> list[int]:
-    """Seed i gives every optimizer the same initial weights and batch order; the tuning
-    trials use `base_seed` itself, so the final runs are fresh draws."""
-    return [base_seed + 1 + i for i in range(spec.final.seeds)]
-
-
-def final_runs(spec: ExperimentSpec, best: dict[str, dict], base_seed: int) -> list[dict]:
-    return [
-        {**spec.fixed_config(), "optimizer": name, **best[name], "epochs": spec.final.epochs,
-         "seed": seed, "eval_test": True, "eval_initial": True}
-        for name in spec.optimizers for seed in final_seeds(spec, base_seed)
-    ]
-
-
-def _read_json(path: Path, default):
+def read_json(path: Path, default):
     return json.loads(path.read_text()) if path.exists() else default
 
 
@@ -55,69 +41,102 @@ def write_json(path: Path, value) -> None:
     partial.replace(path)
 
 
-def set_aside(folder: Path) -> None:
-    """Move a Ray run folder that will not be continued to <experiment>/interrupted/, out of the results."""
+class DoneRecord:
+    """done.json: what is finished, written at once each time a study or final group finishes."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / DONE_FILE
+        self.value = read_json(self.path, {"studies": {}, "finals": {}})
+
+    def kept_trials(self) -> set[str]:
+        units = [*self.value["studies"].values(), *self.value["finals"].values()]
+        return {trial_id for unit in units for trial_id in unit["trials"]}
+
+    def study_done(self, study: Study, best: dict, trial_ids: list[str]) -> None:
+        self.value["studies"][study.name] = {"best": best, "trials": trial_ids}
+        write_json(self.path, self.value)
+
+    def final_done(self, name: str, trial_ids: list[str]) -> None:
+        self.value["finals"][name] = {"trials": trial_ids}
+        write_json(self.path, self.value)
+
+
+class FinalsDone(ray_tune.Callback):
+    """Records a final group in done.json once every one of its runs has ended."""
+
+    def __init__(self, plan: Plan, done: DoneRecord):
+        self.sizes = {group.name: len(group.seeds) for group in plan.finals}
+        self.ended: dict[str, list[str]] = {}
+        self.done = done
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        print(f"warning: trial {trial.trial_id} ({trial.config.get('study')}) failed {MAX_FAILURES + 1} times "
+              f"and was given up; its error.txt is in its folder", file=sys.stderr)
+        self._ended(trial)
+
+    def _ended(self, trial) -> None:
+        if trial.config.get("phase") != "final":
+            return
+        name = trial.config["study"]
+        ended = self.ended.setdefault(name, [])
+        if trial.trial_id not in ended:
+            ended.append(trial.trial_id)
+        if len(ended) == self.sizes[name]:
+            self.done.final_done(name, sorted(ended))
+
+
+def set_aside_unfinished(run_dir: Path, keep: set[str]) -> None:
+    """Move what a killed run left in trials/ to interrupted/trials.N, bringing back the folders
+    of the trials in `keep` (those of finished studies and final groups)."""
+    folder = Path(run_dir) / TRIALS_FOLDER
     if not folder.exists():
         return
-    aside = folder.parent / INTERRUPTED
-    aside.mkdir(exist_ok=True)
-    tries = sum(1 for _ in aside.glob(f"{folder.name}.*"))
-    folder.rename(aside / f"{folder.name}.{tries + 1}")
+    aside_root = Path(run_dir) / INTERRUPTED
+    aside_root.mkdir(exist_ok=True)
+    aside = aside_root / f"{TRIALS_FOLDER}.{sum(1 for _ in aside_root.glob(f'{TRIALS_FOLDER}.*')) + 1}"
+    folder.rename(aside)
+    folder.mkdir()
+    for trial in aside.iterdir():
+        if trial.is_dir() and trial.name.split("-", 1)[-1] in keep:
+            trial.rename(folder / trial.name)
 
 
-def restorable(folder: Path) -> bool:
-    """Ray Tune saved the Tuner, the run's state and its trial generator's state there. A run
-    killed before its first state snapshot has tuner.pkl alone: restored, it would have an
-    empty search space, and without the generator's state it would create no further trials."""
-    return all(any(folder.glob(pattern)) for pattern in ("tuner.pkl", "experiment_state-*.json",
-                                                         "basic-variant-state-*.json"))
+def write_best(run_dir: Path, specs: list[ExperimentSpec], plan: Plan, done: DoneRecord) -> None:
+    """<experiment>/best.json: optimizer -> the best config of each repeat's study, in repeat order."""
+    finished = done.value["studies"]
+    for spec in specs:
+        best = {}
+        for study in plan.studies:
+            if spec.name in study.experiments and study.name in finished:
+                best.setdefault(study.optimizer, []).append(finished[study.name]["best"])
+        folder = Path(run_dir) / spec.name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / BEST_FILE, best)
 
 
-def warn_of_errors(results: tune.ResultGrid, folder: Path) -> None:
-    if results.errors:
-        print(f"warning: {len(results.errors)} trial(s) of {folder} failed {MAX_FAILURES + 1} times and were "
-              f"given up; their error.txt files are under that folder", file=sys.stderr)
+def run_experiments(specs: list[ExperimentSpec], run_dir: Path, seed: int) -> Plan:
+    """Tune and run the final runs of every experiment in `specs`, continuing what is done."""
+    run_dir = Path(run_dir)
+    plan = plan_run(specs, seed)
+    done = DoneRecord(run_dir)
+    set_aside_unfinished(run_dir, done.kept_trials())
+    best = {name: study["best"] for name, study in done.value["studies"].items()}
 
+    def study_done(study: Study, best_config: dict, trial_ids: list[str]) -> None:
+        done.study_done(study, best_config, trial_ids)
+        write_best(run_dir, specs, plan, done)
 
-def continue_final_runs(folder: Path, data, runs: list[dict]) -> bool:
-    """Continue the final runs a killed run left in `folder`; False if Ray Tune cannot, or
-    did not bring back every one of `runs`."""
-    if not restorable(folder):
-        return False
-    results = tune.Tuner.restore(str(folder), trainable(data), resume_unfinished=True, resume_errored=True).fit()
-    warn_of_errors(results, folder)
-    planned = {(run["optimizer"], run["seed"]) for run in runs}
-    missing = planned - {(result.config["run"]["optimizer"], result.config["run"]["seed"]) for result in results}
+    router = StudyRouter(plan, best, study_done, set(done.value["finals"]))
+    if router.total_trials():
+        datasets = {key: as_tensors(load_data(data)) for key, data in plan.datasets.items()}
+        progress = Progress(router)
+        run_trials(plan, run_dir, datasets, router, [progress, FinalsDone(plan, done)])
+    write_best(run_dir, specs, plan, done)
+    missing = [s.name for s in plan.studies if s.name not in done.value["studies"]] + \
+              [g.name for g in plan.finals if g.name not in done.value["finals"]]
     if missing:
-        print(f"warning: {folder} was restored without the final runs {sorted(missing)}; "
-              "running all final runs again", file=sys.stderr)
-    return not missing
-
-
-def run_experiment(spec: ExperimentSpec, run_dir: Path, cpus: int, seed: int) -> None:
-    folder = Path(run_dir) / spec.name
-    if not (folder / SPEC_FILE).exists():
-        save_spec(spec, run_dir)
-    data = as_tensors(load_data(spec.data))
-    fixed = {**spec.fixed_config(), "seed": seed}
-
-    best_file = folder / "best.json"
-    best = _read_json(best_file, {})
-    for name, space in spec.optimizers.items():
-        if name in best:
-            continue
-        label = f"{spec.name}: tune {name}"
-        study = folder / f"tune-{name}"
-        set_aside(study)  # left unfinished by a killed run
-        results = run_study(study.name, folder, data, space, {**fixed, "optimizer": name}, spec.tuning, seed,
-                            cpus, label)
-        warn_of_errors(results, study)
-        best[name] = best_config(results, spec.tuning, space)
-        write_json(best_file, best)
-
-    if not (folder / FINAL_DONE).exists():
-        runs = final_runs(spec, best, seed)
-        if not continue_final_runs(folder / FINAL, data, runs):
-            set_aside(folder / FINAL)
-            warn_of_errors(run_final(FINAL, folder, data, runs, cpus, f"{spec.name}: final"), folder / FINAL)
-        (folder / FINAL_DONE).touch()
+        print(f"warning: not finished: {', '.join(missing)}", file=sys.stderr)
+    return plan

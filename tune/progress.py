@@ -1,41 +1,36 @@
-"""One live status line per Ray Tune run instead of Ray's own console tables."""
-import math
+"""One live status line for a run's Ray Tune run instead of Ray's own console tables."""
 import sys
 import time
 
-from ray import tune
+from ray import tune as ray_tune
 
 
-class Progress(tune.Callback):
-    """Shows trials done / running / pruned / diverged and the best value so far.
+class Progress(ray_tune.Callback):
+    """Shows studies and final runs done, trials pruned / diverged, and trials running.
 
     On a terminal the line is redrawn in place; in a log it is printed at most every
     `log_every` seconds and once at the end, so a long run stays readable.
     """
 
-    def __init__(self, label: str, total: int, metric: str, mode: str, max_epochs: int, log_every: float = 15.0):
-        self.label, self.total, self.metric, self.mode, self.max_epochs = label, total, metric, mode, max_epochs
+    def __init__(self, router, log_every: float = 15.0):
+        self.studies = len(router.studies)
+        self.tune_total, self.final_total = router.tuning_trials(), router.final_runs()
         self.log_every, self.last_print = log_every, 0.0
-        self.done = self.pruned = self.diverged = 0
-        self.best = math.nan
-        self.finished_trials: set[str] = set()
+        self.ended = {"tune": set(), "final": set()}
+        self.pruned = self.diverged = 0
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        value = result.get(self.metric)
-        if result.get("epoch", 1) > 0 and value is not None and math.isfinite(value):
-            if math.isnan(self.best) or (value < self.best if self.mode == "min" else value > self.best):
-                self.best = value
         self._show(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if trial.trial_id in self.finished_trials:
+        phase = trial.config.get("phase", "tune")
+        if trial.trial_id in self.ended[phase]:
             return
-        self.finished_trials.add(trial.trial_id)
+        self.ended[phase].add(trial.trial_id)
         last = trial.last_result or {}
-        self.done += 1
         if last.get("diverged"):
             self.diverged += 1
-        elif last.get("epoch", self.max_epochs) < self.max_epochs:
+        elif phase == "tune" and last.get("epoch", 0) < trial.config["epochs"]:
             self.pruned += 1
         self._show(trials)
 
@@ -43,16 +38,16 @@ class Progress(tune.Callback):
         self._show(trials, final=True)
 
     def line(self, running: int) -> str:
-        best = "-" if math.isnan(self.best) else f"{self.best:.4g}"
-        return (f"{self.label}: {self.done}/{self.total} done ({self.pruned} pruned, "
-                f"{self.diverged} diverged), {running} running, best {self.metric} {best}")
+        return (f"tuning {len(self.ended['tune'])}/{self.tune_total} trials of {self.studies} studies "
+                f"({self.pruned} pruned, {self.diverged} diverged), final runs {len(self.ended['final'])}/"
+                f"{self.final_total}, {running} running")
 
     def _show(self, trials, final: bool = False) -> None:
         running = sum(trial.status == "RUNNING" for trial in trials)
         text = self.line(running)
         # sys.stdout is looked up at each write: Ray pickles callbacks with the run's state
         if sys.stdout.isatty():
-            sys.stdout.write("\r" + text.ljust(100) + ("\n" if final else ""))
+            sys.stdout.write("\r" + text.ljust(110) + ("\n" if final else ""))
         elif final or time.monotonic() - self.last_print >= self.log_every:
             sys.stdout.write(text + "\n")
             self.last_print = time.monotonic()

@@ -49,3 +49,19 @@ def to_tune(space: dict) -> dict:
         else:
             domains[name] = tune.choice(dist["values"])
     return domains
+
+
+def to_optuna(space: dict) -> dict:
+    """The Optuna distributions for a validated data space (int bounds inclusive in both)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    distributions = {}
+    for name, dist in space.items():
+        kind = dist["type"]
+        if kind == "choice":
+            distributions[name] = CategoricalDistribution(dist["values"])
+        elif kind == "int":
+            distributions[name] = IntDistribution(int(dist["low"]), int(dist["high"]), log=bool(dist.get("log")))
+        else:
+            distributions[name] = FloatDistribution(dist["low"], dist["high"], log=kind == "loguniform")
+    return distributions

@@ -1,110 +1,174 @@
-"""Ray Tune runs: a tuning study (OptunaSearch TPE + ASHA) and the paired final runs."""
+"""Every study and final run of a run in ONE Ray Tune run, built on Tune's public extension points.
+
+- `StudyRouter` (a Searcher) asks one seeded OptunaSearch (TPE) per study for each new trial, each
+  behind its own ConcurrencyLimiter: a study never has more than `tuning.concurrency` trials
+  running, however many CPUs there are, so TPE sees the same experiment on 2 cores or 200; more
+  CPUs run more studies at once. When a study's last trial ends, its best config is recorded
+  and its final runs are handed out next, while other studies still tune.
+- `StudySchedulers` (a TrialScheduler) keeps one patient ASHA per study, and none for final runs.
+
+One Tune run pays Ray Tune's fixed costs (start-up, new trial workers) once, not once per study.
+"""
 import math
+from collections.abc import Callable
 from pathlib import Path
 
-from ray import tune
+import numpy as np
+from ray import tune as ray_tune
 from ray.tune.logger import JsonLoggerCallback
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.schedulers.async_hyperband import _Bracket
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tune.experiments import StudyBudget
-from tune.progress import Progress
-from tune.space import to_tune
+from tune.plan import FinalGroup, Plan, Study, asha_milestones
+from tune.space import to_optuna
 from tune.trainable import trainable
 
 MAX_FAILURES = 3  # a crashed trial (lost node, killed worker) is retried (a final run from its checkpoint)
-FINAL_REPORT_EVERY = 10  # epochs between a final run's reports (and checkpoints)
+TRIALS_FOLDER = "trials"  # Ray Tune's experiment folder of the run's trials, under the run folder
 
 
-def asha_milestones(budget: StudyBudget) -> list[int]:
-    """The epochs at which ASHA (one bracket) compares trials, as ASHAScheduler derives them."""
-    rungs = int(math.log(budget.epochs / budget.grace_period) / math.log(budget.reduction_factor) + 1)
-    return [budget.grace_period * budget.reduction_factor ** k for k in range(rungs)]
+class PatientASHA:
+    """One study's asynchronous successive halving: at each rung a trial goes on only if its
+    objective is within the best 1/reduction_factor of those recorded there before it. No trial
+    is cut before `reduction_factor` trials reached the rung: with fewer, Ray's ASHA would compare
+    with whatever arrived first, and on a small study a trial would live or die by arrival order."""
+
+    def __init__(self, study: Study):
+        self.objective, self.sign = study.objective, 1 if study.budget.mode == "max" else -1
+        self.rf = study.budget.reduction_factor
+        self.rungs = {milestone: {} for milestone in asha_milestones(study.budget)}
+
+    def decide(self, trial_id: str, result: dict) -> str:
+        value = self.sign * result.get(self.objective, math.nan)
+        value = value if math.isfinite(value) else math.nan  # nanpercentile ignores it; it never passes
+        for milestone in sorted(self.rungs, reverse=True):
+            recorded = self.rungs[milestone]
+            if result["epoch"] < milestone or trial_id in recorded:
+                continue
+            earlier = list(recorded.values())
+            recorded[trial_id] = value
+            if len(earlier) < self.rf:
+                return TrialScheduler.CONTINUE
+            cutoff = np.nanpercentile(earlier, (1 - 1 / self.rf) * 100)
+            return TrialScheduler.STOP if not value >= cutoff else TrialScheduler.CONTINUE
+        return TrialScheduler.CONTINUE
 
 
-class _PatientBracket(_Bracket):
-    def cutoff(self, recorded):
-        # No cut until `rf` trials reached the rung: Ray's ASHA compares with whatever arrived
-        # first, so on a small study the second trial at a rung lives or dies by arrival order.
-        return super().cutoff(recorded) if len(recorded) >= self.rf else None
+class StudySchedulers(FIFOScheduler):
+    """Routes each tuning trial's results to its own study's PatientASHA; final runs run to the end."""
+
+    def __init__(self, studies: list[Study]):
+        super().__init__()
+        self.asha = {study.name: PatientASHA(study) for study in studies}
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if trial.config.get("phase") != "tune" or result.get("diverged"):
+            return TrialScheduler.CONTINUE
+        return self.asha[trial.config["study"]].decide(trial.trial_id, result)
 
 
-class PatientASHA(ASHAScheduler):
-    """ASHA that stops no trial at a rung before `reduction_factor` trials have reached it."""
+class StudyRouter(Searcher):
+    """Hands out the trials of every unfinished study, then each study's final runs.
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        for bracket in self._brackets:
-            bracket.__class__ = _PatientBracket
-
-
-def run_config(name: str, storage: Path, progress: Progress) -> tune.RunConfig:
-    return tune.RunConfig(
-        name=name,
-        storage_path=str(Path(storage).resolve()),
-        verbose=0,
-        callbacks=[progress, JsonLoggerCallback()],
-        failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-    )
-
-
-def run_study(name: str, storage: Path, data, space: dict, fixed: dict, budget: StudyBudget,
-              seed: int, max_concurrent: int | None, label: str = "", reuse_actors: bool = True) -> tune.ResultGrid:
-    """Tune `space` (data, see tune.space) with every other config key taken from `fixed`.
-
-    The search sees the validation split only. `max_concurrent` should be the CPUs available:
-    without it OptunaSearch keeps a single trial pending and the other cores idle.
-    (`fixed` may override "report_epochs"; `reuse_actors=False` is only for measuring.)
+    `on_study_done(study, best_config, trial_ids)` is called when a study's last trial ended.
     """
-    progress = Progress(label or name, budget.num_samples, budget.metric, budget.mode, budget.epochs)
-    tuner = tune.Tuner(
-        trainable(data),
-        param_space={"report_epochs": asha_milestones(budget) + [budget.epochs], "checkpoint": False, **fixed,
-                     "epochs": budget.epochs, "eval_test": False, **to_tune(space)},
-        tune_config=tune.TuneConfig(
-            metric=budget.metric,
-            mode=budget.mode,
-            search_alg=OptunaSearch(seed=seed),  # TPE is Optuna's default sampler
-            scheduler=PatientASHA(time_attr="epoch", max_t=budget.epochs,
-                                    grace_period=budget.grace_period, reduction_factor=budget.reduction_factor),
-            num_samples=budget.num_samples,
-            max_concurrent_trials=max_concurrent,
-            reuse_actors=reuse_actors,
-        ),
-        run_config=run_config(name, storage, progress),
-    )
-    return tuner.fit()
+
+    def __init__(self, plan: Plan, best: dict[str, dict], on_study_done: Callable, finals_done: set[str]):
+        super().__init__()
+        self.studies = [study for study in plan.studies if study.name not in best]
+        self.best = dict(best)
+        self.on_study_done = on_study_done
+        self.searchers = {study.name: ConcurrencyLimiter(
+            OptunaSearch(space=to_optuna(study.space), metric=study.objective, mode=study.budget.mode,
+                         seed=study.seed), max_concurrent=study.budget.concurrency) for study in self.studies}
+        self.issued = {study.name: 0 for study in self.studies}
+        self.results: dict[str, dict[str, dict]] = {study.name: {} for study in self.studies}  # last results
+        self.finals = [group for group in plan.finals if group.name not in finals_done]
+        self.pending_runs: list[dict] = []
+        self.trial_study: dict[str, str] = {}
+        self.params: dict[str, dict] = {}  # the searched values of each tuning trial
+        self.release_finals()  # of studies a previous attempt finished
+
+    def tuning_trials(self) -> int:
+        return sum(study.budget.num_samples for study in self.studies)
+
+    def final_runs(self) -> int:
+        return len(self.pending_runs) + sum(len(group.seeds) for group in self.finals)
+
+    def total_trials(self) -> int:
+        return self.tuning_trials() + self.final_runs()
+
+    def suggest(self, trial_id: str):
+        for study in self.studies:
+            if self.issued[study.name] == study.budget.num_samples:
+                continue
+            params = self.searchers[study.name].suggest(trial_id)
+            if params is not None:
+                self.issued[study.name] += 1
+                self.trial_study[trial_id] = study.name
+                self.params[trial_id] = params
+                return study.trial_config(params)
+        if self.pending_runs:
+            return self.pending_runs.pop(0)
+        if not self.finals and all(self.issued[s.name] == s.budget.num_samples for s in self.studies):
+            return Searcher.FINISHED
+        return None  # wait for a study's trial to end
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.trial_study:
+            self.searchers[self.trial_study[trial_id]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        name = self.trial_study.pop(trial_id, None)
+        if name is None:
+            return  # a final run
+        self.searchers[name].on_trial_complete(trial_id, result, error=error)
+        self.results[name][trial_id] = {**(result or {}), "params": self.params.pop(trial_id)}
+        study = next(study for study in self.studies if study.name == name)
+        if len(self.results[name]) == study.budget.num_samples:
+            self.best[name] = best_config(self.results[name], study)
+            self.on_study_done(study, self.best[name], sorted(self.results[name]))
+            self.release_finals()
+
+    def release_finals(self) -> None:
+        for group in [group for group in self.finals if group.study in self.best]:
+            self.pending_runs += group.run_configs(self.best[group.study])
+            self.finals.remove(group)
 
 
-def run_final(name: str, storage: Path, data, runs: list[dict], max_concurrent: int,
-              label: str = "") -> tune.ResultGrid:
-    """Train each full config in `runs` once (no search, no early stopping)."""
-    progress = Progress(label or name, len(runs), "val_loss", "min", max(run["epochs"] for run in runs))
-    runs = [{**run, "report_epochs": list(range(0, run["epochs"] + 1, FINAL_REPORT_EVERY))} for run in runs]
-    tuner = tune.Tuner(
-        trainable(data),
-        param_space={"run": tune.grid_search(runs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=True),
-        run_config=run_config(name, storage, progress),
-    )
-    return tuner.fit()
-
-
-def best_config(results: tune.ResultGrid, budget: StudyBudget, space: dict) -> dict:
-    """The tuned values of the best trial among those that trained the full budget.
+def best_config(results: dict[str, dict], study: Study) -> dict:
+    """The tuned values ("params") of the best trial among those that trained the full budget.
 
     Trials ASHA stopped early are compared only if none finished: a loss after 3 epochs
     is not comparable with one after 25.
     """
-    finished = [r for r in results if r.metrics and r.metrics.get("epoch") == budget.epochs]
-    candidates = finished or [r for r in results if r.metrics]
-    sign = 1 if budget.mode == "min" else -1
+    reported = [result for result in results.values() if result.get("epoch")]
+    finished = [result for result in reported if result["epoch"] == study.budget.epochs]
+    sign = 1 if study.budget.mode == "min" else -1
 
     def score(result):
-        value = result.metrics.get(budget.metric, math.nan)
+        value = result.get(study.objective, math.nan)
         return sign * value if math.isfinite(value) else math.inf
 
-    best = min(candidates, key=score)
-    return {key: best.config[key] for key in space}
+    best = min(finished or reported or list(results.values()), key=score)
+    return best["params"]
+
+
+def run_trials(plan: Plan, folder: Path, datasets: dict, router: StudyRouter, callbacks: list) -> ray_tune.ResultGrid:
+    """One Ray Tune run of everything `router` hands out, in `folder`/TRIALS_FOLDER."""
+    tuner = ray_tune.Tuner(
+        trainable(datasets),
+        tune_config=ray_tune.TuneConfig(search_alg=router, scheduler=StudySchedulers(plan.studies),
+                                        num_samples=router.total_trials(), reuse_actors=True,
+                                        trial_dirname_creator=lambda trial: f"{trial.config['phase']}-{trial.trial_id}"),
+        run_config=ray_tune.RunConfig(
+            name=TRIALS_FOLDER,
+            storage_path=str(Path(folder).resolve()),
+            verbose=0,
+            callbacks=[*callbacks, JsonLoggerCallback()],
+            failure_config=ray_tune.FailureConfig(max_failures=MAX_FAILURES),
+            checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    return tuner.fit()

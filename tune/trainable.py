@@ -1,18 +1,22 @@
 """The Ray Tune side of the train loop: a function trainable, checkpointed if config["checkpoint"].
 
-Each trial gets one CPU and torch one thread; the dataset arrives through the object store
-(`tune.with_parameters`), never regenerated per trial.
+Each trial gets one CPU and torch one thread; the datasets of the run arrive through the object
+store (`tune.with_parameters`), never regenerated per trial; config["data"] names a trial's own.
 
 A trial reports to Tune only at the epochs in config["report_epochs"] (ASHA's rungs and the
 last epoch; default: every epoch). A Tune round trip costs more than an mnist1d epoch, and
 ASHA decides only at its rungs, so its decisions are the same. Each report carries every epoch
-since the previous one under "history", so no per-epoch metric is lost.
+since the previous one under "history", so no per-epoch metric is lost, the validation metrics'
+best so far ("best_val_loss", "best_val_acc": what an early-stopped search optimises; the worst
+value once the run diverged) and "reported_at" (Unix s).
 
 Tuning trials train for about a second and are not checkpointed: one that fails, or that a
 killed run left unfinished, trains again from the start. Final runs are checkpointed at every
 report (except the last) and resume from there.
 """
+import math
 import tempfile
+import time
 from pathlib import Path
 
 import ray
@@ -24,10 +28,17 @@ from tune.loop import train
 CHECKPOINT_FILE = "state.pt"
 
 
-def run_trial(config: dict, data: dict) -> None:
+def best_so_far(best: dict, metrics: dict) -> dict:
+    """The validation metrics' best values over the epochs so far; a diverged run has the worst."""
+    if metrics["diverged"]:
+        return {"best_val_loss": math.inf, "best_val_acc": 0.0}
+    return {"best_val_loss": min(best.get("best_val_loss", math.inf), metrics["val_loss"]),
+            "best_val_acc": max(best.get("best_val_acc", 0.0), metrics["val_acc"])}
+
+
+def run_trial(config: dict, datasets: dict) -> None:
     torch.set_num_threads(1)
-    config = {**config, **config.get("run", {})}  # final runs carry their whole config under "run"
-    config.pop("run", None)
+    data = datasets[config["data"]]
     state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -35,14 +46,16 @@ def run_trial(config: dict, data: dict) -> None:
             state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
     node_id = ray.get_runtime_context().get_node_id()
     report_epochs = set(config.get("report_epochs") or range(config["epochs"] + 1))
-    history = []
+    history, best = [], {}
 
     def report(metrics: dict, get_state) -> None:
         history.append(metrics)
+        if metrics["epoch"] > 0:
+            best.update(best_so_far(best, metrics))
         last = metrics["epoch"] == config["epochs"] or metrics["diverged"]
         if metrics["epoch"] not in report_epochs and not last:
             return
-        result = {**metrics, "node_id": node_id, "history": list(history)}
+        result = {**metrics, **best, "node_id": node_id, "history": list(history), "reported_at": time.time()}
         history.clear()
         if last or not config.get("checkpoint", True):  # a finished trial is never resumed
             tune.report(result)
@@ -54,6 +67,6 @@ def run_trial(config: dict, data: dict) -> None:
     train(config, data, report, state)
 
 
-def trainable(data: dict):
-    """`run_trial` bound to `data` (put in the object store once) and to one CPU."""
-    return tune.with_resources(tune.with_parameters(run_trial, data=data), {"cpu": 1})
+def trainable(datasets: dict):
+    """`run_trial` bound to `datasets` (data key -> tensors, put in the object store once) and to one CPU."""
+    return tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), {"cpu": 1})
