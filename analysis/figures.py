@@ -28,7 +28,7 @@ def save_figures(run_dir: Path, ex: Experiment, budget: pd.DataFrame) -> list[st
         links.append(f"![tuning trials as ASHA stopped them]({ex.name}/tuning.png)")
     if not budget.empty:
         ax = plots_tuning.plot_budget(budget, primary.objective,
-                                      title=f"{title}: best {primary.objective} after n trials "
+                                      title=f"{title}: best tuning objective after n trials "
                                             "(mean over repeats, band min–max)")
         plots.save_figure(ax, folder / "budget.png")
         links.append(f"![best tuning objective after n trials]({ex.name}/budget.png)")

@@ -85,14 +85,14 @@ def style_axes(ax, metric: str, title: str, xlabel: str):
     if "loss" in metric:
         ax.set_yscale("log")
         # plain numbers (0.5, 1, 2) instead of 5×10⁻¹
-        label = _plain_log_labeller(ax)
+        label = plain_log_labeller(ax)
         ax.yaxis.set_major_formatter(label)
         ax.yaxis.set_minor_formatter(label)
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", alpha=0.12)
 
 
-def _plain_log_labeller(ax):
+def plain_log_labeller(ax):
     """Tick labels for a log y axis as plain numbers; the wider the range, the
     fewer leading digits get a label, so labels never crowd."""
     def label(value, _position) -> str:

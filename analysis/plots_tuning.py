@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.plots import (AXIS_LABELS, display_scale, empty_axes, new_axes, optimizer_color,
-                            optimizer_order, style_axes)
+                            optimizer_order, plain_log_labeller, style_axes)
 
 
 def plot_tuning_curves(curves: pd.DataFrame, metric: str = "val_loss", ax=None, title: str | None = None):
@@ -51,9 +51,10 @@ def plot_budget(budget: pd.DataFrame, objective: str, ax=None, title: str | None
     for optimizer in optimizer_order(budget["optimizer"]):
         rows = budget[budget["optimizer"] == optimizer]
         color = optimizer_color(optimizer)
-        ax.plot(rows["n"], rows["mean"] * scale, color=color, lw=1.8,
+        ax.plot(rows["n"], rows["mean"] * scale, color=color, lw=1.8, drawstyle="steps-post",
                 label=f"{optimizer} ({rows['repeats'].iloc[0]} repeats)")
-        ax.fill_between(rows["n"], rows["low"] * scale, rows["high"] * scale, color=color, alpha=0.2, lw=0)
+        ax.fill_between(rows["n"], rows["low"] * scale, rows["high"] * scale, color=color, alpha=0.2, lw=0,
+                        step="post")
     style_axes(ax, objective, title or "Best objective after n trials: mean over repeats, band min–max",
                "trials run (in the order they started)")
     ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))
@@ -110,6 +111,8 @@ def plot_hparam(trials: pd.DataFrame, name: str, dist: dict, objective: str, bes
     ax.set_ylabel(AXIS_LABELS.get(objective, objective), fontsize=8)
     if "loss" in objective:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain_log_labeller(ax))
+        ax.yaxis.set_minor_formatter(plain_log_labeller(ax))
     finite = y[np.isfinite(y) & ~diverged]
     if finite.size:  # leave room for the diverged row at 96 % height
         low, high = finite.min(), finite.max()
@@ -142,5 +145,6 @@ def plot_sensitivity(trials: pd.DataFrame, spaces: dict, objective: str, best: p
         for column in range(len(spaces[optimizer]), columns):
             axes[row, column].set_visible(False)
     if optimizers:
-        axes[0, 0].legend(fontsize=7, frameon=False)
+        axes[0, 0].figure.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=4,
+                                 fontsize=8, frameon=False)
     return axes

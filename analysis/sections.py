@@ -204,7 +204,7 @@ def budget_table(ex: Experiment, budget: pd.DataFrame) -> list[str]:
             "trained the full budget.", ""] + table(["optimizer", "repeats"] + [f"n = {n}" for n in checkpoints], rows)
 
 
-COMPARISON_HEADER = ["candidate", "paired seeds × repeats", "diverged (final, candidate / Adam)", "Adam mean",
+COMPARISON_HEADER = ["candidate", "paired seeds", "repeats (candidate / Adam)", "diverged (final, candidate / Adam)", "Adam mean",
                      "candidate mean", "mean difference (candidate − Adam) [95 % CI]", "P(better)",
                      "p (sign-flip)", "p (Holm)", "verdict"]
 
@@ -213,7 +213,7 @@ def comparison_rows(comparisons: list[compare.PairedComparison]) -> list[list[st
     rows = []
     for c in comparisons:
         low, high = c.ci
-        rows.append([c.candidate, f"{c.n_pairs} × {c.repeats[0]} / {c.repeats[1]}",
+        rows.append([c.candidate, str(c.n_pairs), f"{c.repeats[0]} / {c.repeats[1]}",
                      f"{c.diverged[0]}/{c.runs[0]} / {c.diverged[1]}/{c.runs[1]}",
                      fmt_value(c.metric, c.baseline_mean), fmt_value(c.metric, c.candidate_mean),
                      f"{fmt_difference(c.metric, c.mean_difference)} [{fmt_difference(c.metric, low)}, "
