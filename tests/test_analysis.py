@@ -384,6 +384,13 @@ def test_figures_return_their_axes(run_dir):
     stars = [c for c in panels["gao: lr"].collections if c.get_label() == "best trial (each repeat)"]
     assert len(stars[0].get_offsets()) == 2
     plots.save_figure(axes, run_dir / "plots" / "sensitivity.png")
+    gao = bench[bench["optimizer"] == "gao"]
+    ax = plots_tuning.plot_hparam(gao.assign(beta=[0.9, 0.99] * (len(gao) // 2)), "beta",
+                                  {"type": "choice", "values": [0.9, 0.99]}, "best_val_loss", best)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.9", "0.99"] and ax.get_xscale() == "linear"
+    ax = plots_tuning.plot_hparam(bench[bench["optimizer"] == "cgi"], "inversion_frequency",
+                                  {"type": "int", "low": 2, "high": 100}, "best_val_loss", best)
+    assert isinstance(ax.xaxis.get_major_locator(), matplotlib.ticker.MaxNLocator)
     assert set(plots.OPTIMIZER_COLORS) == set(ALL_OPTIMIZERS)
 
 
