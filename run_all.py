@@ -189,8 +189,8 @@ def main(argv=None) -> int:
 
     from tune.cluster import ClusterError, check_storage_shared, cluster_cpus, connect, quiet_environment, start_local
     from tune.pipeline import run_experiments
+    from analysis.__main__ import rebuild
     from analysis.load import write_frames
-    from analysis.report import write_report
 
     quiet_environment()
     try:
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
     exit_on_interrupt(f"python run_all.py --resume --output {args.output} --name {run.name}")
     run_experiments(specs, run, settings["seed"])
     curves, trials = write_frames(run)
-    report = write_report(run, curves, trials)
+    report = rebuild(run, curves, trials)
     write_run_file(run, settings, "complete")
     print(f"done: {len(trials)} trials, {len(curves)} epochs -> {run}/curves.parquet, trials.parquet")
     print(f"report: {report}")

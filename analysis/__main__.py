@@ -3,8 +3,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from analysis.load import write_frames
-from analysis.report import write_report
+
+def rebuild(run, curves=None, trials=None) -> Path:
+    """The report of a run as a command line writes it: figures drawn with the Agg backend
+    (no display needed), frames rebuilt from Ray's folders when the parquet files are
+    missing. run_all.py calls this too."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis.load import write_frames
+    from analysis.report import write_report
+
+    if curves is None and not (Path(run) / "curves.parquet").exists():
+        curves, trials = write_frames(Path(run))
+    return write_report(run, curves, trials)
 
 
 def main(argv=None) -> int:
@@ -14,9 +26,7 @@ def main(argv=None) -> int:
     if not args.run.is_dir() or not any(args.run.glob("*/spec.json")):
         print(f"python -m analysis: error: {args.run} is not a run folder (no <experiment>/spec.json)", file=sys.stderr)
         return 2
-    if not (args.run / "curves.parquet").exists():
-        write_frames(args.run)
-    print(f"wrote {write_report(args.run)}")
+    print(f"wrote {rebuild(args.run)}")
     return 0
 
 

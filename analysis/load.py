@@ -138,3 +138,41 @@ def write_frames(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     curves.to_parquet(Path(run) / "curves.parquet", index=False)
     trials.to_parquet(Path(run) / "trials.parquet", index=False)
     return curves, trials
+
+
+def with_study_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with `repeat`, `study` and (trials) `started_at`, filled in once for frames
+    written before those columns existed: repeat 0, study "<experiment>/<optimizer>/r0", and
+    trials started in trial_id order."""
+    frame = frame.copy()
+    if "repeat" not in frame:
+        frame["repeat"] = 0
+    if "study" not in frame:
+        frame["study"] = [f"{e}/{o}/r{r}" for e, o, r in zip(frame["experiment"], frame["optimizer"], frame["repeat"])]
+    if "started_at" not in frame and "epochs" in frame:  # a trials frame
+        order = frame.sort_values("trial_id", kind="stable").groupby(["experiment", "study", "phase"]).cumcount()
+        frame["started_at"] = order.reindex(frame.index).astype(float)
+    return frame
+
+
+def load_specs(path) -> dict:
+    """Every <run>/<experiment>/spec.json as a typed tune.experiments.ExperimentSpec, keyed by
+    folder name; a spec that fails validation maps to the SpecError saying why."""
+    from tune.experiments import SPEC_FILE, SpecError, load_spec
+
+    specs = {}
+    for file in sorted(_checked_run(path).glob(f"*/{SPEC_FILE}")):
+        try:
+            specs[file.parent.name] = load_spec(file)
+        except SpecError as error:
+            specs[file.parent.name] = error
+    return specs
+
+
+def load_provenance(path) -> dict | None:
+    """run.json's "provenance" (versions, git commit, CPUs, nodes, address, concurrency), if any."""
+    try:
+        provenance = json.loads((Path(path) / "run.json").read_text()).get("provenance")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return provenance if isinstance(provenance, dict) else None

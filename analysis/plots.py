@@ -1,22 +1,21 @@
-"""Figures for the report. Every function takes `ax=None` (a new figure is made)
-and returns the axes; colours come from OPTIMIZER_COLORS so every figure agrees.
-Nothing here shows or saves a figure except save_figure, which the caller uses.
+"""Figures of the final runs, and what every figure shares (colours, axes style, saving).
+Every function takes `ax=None` (a new figure is made) and returns the axes; colours come
+from OPTIMIZER_COLORS so every figure agrees. Nothing here shows or saves a figure except
+save_figure, which the caller uses; the backend is chosen by the command-line entry point.
+Tuning figures are in analysis.plots_tuning.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker as mticker  # noqa: E402
-import matplotlib.transforms as mtransforms  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .metrics import BASELINE, bootstrap_ci, higher_is_better  # noqa: E402
+from analysis.metrics import CONFIDENCE, bootstrap_ci, higher_is_better
+from tune.experiments import BASELINE
 
 OPTIMIZER_COLORS = {
     "adam": "#333333",
@@ -36,6 +35,10 @@ AXIS_LABELS = {
     "test_loss": "test loss (cross-entropy)",
     "val_acc": "validation accuracy (%)",
     "test_acc": "test accuracy (%)",
+    "best_val_loss": "best validation loss so far",
+    "best_val_acc": "best validation accuracy so far (%)",
+    "best_test_loss": "test loss at best-validation epoch",
+    "best_test_acc": "test accuracy at best-validation epoch (%)",
 }
 
 
@@ -62,18 +65,18 @@ def save_figure(axes, path, dpi: int = DPI) -> Path:
     return path
 
 
-def _new_axes(ax):
+def new_axes(ax):
     if ax is None:
         _, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
     return ax
 
 
-def _display_scale(metric: str) -> float:
+def display_scale(metric: str) -> float:
     """Accuracies are drawn in percent."""
     return 100.0 if higher_is_better(metric) else 1.0
 
 
-def _style(ax, metric: str, title: str, xlabel: str):
+def style_axes(ax, metric: str, title: str, xlabel: str):
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     if xlabel == "epoch":
@@ -82,14 +85,14 @@ def _style(ax, metric: str, title: str, xlabel: str):
     if "loss" in metric:
         ax.set_yscale("log")
         # plain numbers (0.5, 1, 2) instead of 5×10⁻¹
-        label = _plain_log_labeller(ax)
+        label = plain_log_labeller(ax)
         ax.yaxis.set_major_formatter(label)
         ax.yaxis.set_minor_formatter(label)
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", alpha=0.12)
 
 
-def _plain_log_labeller(ax):
+def plain_log_labeller(ax):
     """Tick labels for a log y axis as plain numbers; the wider the range, the
     fewer leading digits get a label, so labels never crowd."""
     def label(value, _position) -> str:
@@ -103,7 +106,7 @@ def _plain_log_labeller(ax):
     return mticker.FuncFormatter(label)
 
 
-def _empty(ax, message: str):
+def empty_axes(ax, message: str):
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -111,17 +114,17 @@ def _empty(ax, message: str):
 
 
 def plot_comparison(curves: pd.DataFrame, metric: str = "val_loss", ax=None,
-                    title: str | None = None, confidence: float = 0.95, seed: int = 0):
-    """Per-epoch mean of `metric` over the final runs' seeds with a bootstrap
+                    title: str | None = None, confidence: float = CONFIDENCE, seed: int = 0):
+    """Per-epoch mean of `metric` over the final runs (repeats × seeds) with a bootstrap
     band, one line per optimizer. Diverged epochs (inf) are left out."""
-    ax = _new_axes(ax)
+    ax = new_axes(ax)
     final = curves[curves["phase"] == "final"]
     if final.empty:
-        return _empty(ax, "no final runs")
-    scale = _display_scale(metric)
+        return empty_axes(ax, "no final runs")
+    scale = display_scale(metric)
     for optimizer in optimizer_order(final["optimizer"]):
         rows = final[final["optimizer"] == optimizer]
-        by_epoch = rows.pivot_table(index="seed", columns="epoch", values=metric, aggfunc="mean")
+        by_epoch = rows.pivot_table(index=["repeat", "seed"], columns="epoch", values=metric, aggfunc="mean")
         epochs, means, lows, highs = [], [], [], []
         for epoch in by_epoch.columns:
             values = by_epoch[epoch].to_numpy(dtype=float)
@@ -134,129 +137,35 @@ def plot_comparison(curves: pd.DataFrame, metric: str = "val_loss", ax=None,
             lows.append(low)
             highs.append(high)
         color = optimizer_color(optimizer)
-        n_seeds = by_epoch.shape[0]
+        n_runs = by_epoch.shape[0]
         on_top = 3 if optimizer == BASELINE else 2
         ax.plot(epochs, np.array(means) * scale, color=color, lw=1.8, zorder=on_top,
-                label=f"{optimizer} ({n_seeds} seeds)")
+                label=f"{optimizer} ({n_runs} runs)")
         ax.fill_between(epochs, np.array(lows) * scale, np.array(highs) * scale,
                         color=color, alpha=0.2, lw=0)
-    _style(ax, metric, title or f"Final runs: mean and {confidence:.0%} bootstrap CI over seeds",
+    style_axes(ax, metric, title or f"Final runs: mean and {confidence:.0%} bootstrap CI over runs",
            "epoch")
     ax.legend(fontsize=8, frameon=False)
     return ax
 
 
-def plot_tuning_curves(curves: pd.DataFrame, metric: str = "val_loss", ax=None,
-                       title: str | None = None):
-    """Every tune trial's `metric` per epoch, as long as ASHA let it run.
-    A cross marks the last finite point of a diverged trial."""
-    ax = _new_axes(ax)
-    tune = curves[curves["phase"] == "tune"]
-    if tune.empty:
-        return _empty(ax, "no tune trials")
-    scale = _display_scale(metric)
-    for optimizer in optimizer_order(tune["optimizer"]):
-        color = optimizer_color(optimizer)
-        trials = tune[tune["optimizer"] == optimizer]
-        for _, trial in trials.groupby("trial_id"):
-            trial = trial.sort_values("epoch")
-            values = trial[metric].to_numpy(dtype=float) * scale
-            finite = np.isfinite(values)
-            ax.plot(trial["epoch"][finite], values[finite], color=color, lw=0.8, alpha=0.45)
-            if trial["diverged"].any() and finite.any():
-                ax.plot(trial["epoch"][finite].iloc[-1], values[finite][-1], "x",
-                        color=color, ms=6, mew=1.5)
-        ax.plot([], [], color=color, lw=1.5,
-                label=f"{optimizer} ({trials['trial_id'].nunique()} trials)")
-    ax.plot([], [], "x", color="grey", label="diverged")
-    _style(ax, metric, title or "Tune trials as ASHA stopped them", "epoch")
-    ax.legend(fontsize=8, frameon=False)
-    return ax
-
-
-def plot_objective_vs_lr(trials: pd.DataFrame, metric: str = "val_loss", mode: str = "min",
-                         ax=None, title: str | None = None):
-    """Tuning objective (`metric` at each tune trial's last epoch) against lr.
-    Filled: trial ran every epoch; hollow: stopped early by ASHA; crosses on the
-    top edge: diverged; star: each optimizer's best trial."""
-    ax = _new_axes(ax)
-    tune = trials[trials["phase"] == "tune"]
-    if tune.empty:
-        return _empty(ax, "no tune trials")
-    scale = _display_scale(metric)
-    top_edge = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
-    for optimizer in optimizer_order(tune["optimizer"]):
-        color = optimizer_color(optimizer)
-        rows = tune[tune["optimizer"] == optimizer]
-        objective = rows[metric].to_numpy(dtype=float) * scale
-        finite = np.isfinite(objective) & ~rows["diverged"].to_numpy(dtype=bool)
-        pruned = rows["pruned"].to_numpy(dtype=bool)
-        lr = rows["lr"].to_numpy(dtype=float)
-        ax.scatter(lr[finite & ~pruned], objective[finite & ~pruned], s=22, color=color,
-                   label=f"{optimizer}")
-        ax.scatter(lr[finite & pruned], objective[finite & pruned], s=22,
-                   facecolors="none", edgecolors=color)
-        ax.scatter(lr[~finite], np.full((~finite).sum(), 0.96), marker="x", s=26,
-                   color=color, transform=top_edge)
-        if finite.any():
-            best = np.nanargmax(np.where(finite, objective, np.nan)) if mode == "max" \
-                else np.nanargmin(np.where(finite, objective, np.nan))
-            ax.scatter(lr[best], objective[best], marker="*", s=220, color=color,
-                       edgecolors="black", linewidths=0.8, zorder=3)
-    ax.scatter([], [], s=22, facecolors="none", edgecolors="grey", label="stopped by ASHA")
-    ax.scatter([], [], marker="x", color="grey", label="diverged (top edge)")
-    ax.scatter([], [], marker="*", s=120, color="grey", edgecolors="black", label="best trial")
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(mticker.NullFormatter())  # labelled minor ticks collide on a narrow range
-    _style(ax, metric, title or f"Objective: {metric} at the trial's last epoch ({mode})",
-           "learning rate (log scale)")
-    _leave_room_at_top(ax, tune[metric].to_numpy(dtype=float) * scale)
-    ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4)
-    return ax
-
-
-def _leave_room_at_top(ax, values):
-    """Raise the top limit so the diverged row (drawn at 96 % height) clears the points."""
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return
-    low, high = values.min(), values.max()
-    if ax.get_yscale() == "log":
-        ax.set_ylim(low / 1.1, high * (high / low) ** 0.15)
-    else:
-        ax.set_ylim(low - 0.05 * (high - low), high + 0.15 * (high - low))
-
-
-def plot_tuning(curves: pd.DataFrame, trials: pd.DataFrame, metric: str = "val_loss",
-                mode: str = "min", axes=None, title: str | None = None):
-    """The tuning view: trial curves (left) and objective vs lr (right).
-    Returns the array of two axes."""
-    if axes is None:
-        figure, axes = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
-        if title:
-            figure.suptitle(title, fontsize=11)
-    plot_tuning_curves(curves, metric, ax=axes[0])
-    plot_objective_vs_lr(trials, metric, mode, ax=axes[1])
-    return axes
-
-
 def plot_benchmark(per_seed: pd.DataFrame, metric: str = "test_loss", ax=None,
                    order: list[str] | None = None, title: str | None = None,
-                   confidence: float = 0.95, seed: int = 0):
+                   confidence: float = CONFIDENCE, seed: int = 0):
     """Mean final `metric` per optimizer with bootstrap CI error bars, one row
     per optimizer, best at the top (or in the given `order`)."""
-    ax = _new_axes(ax)
+    ax = new_axes(ax)
     values = {optimizer: rows[metric].to_numpy(dtype=float)
               for optimizer, rows in per_seed.groupby("optimizer")}
     values = {name: v[np.isfinite(v)] for name, v in values.items()}
     values = {name: v for name, v in values.items() if v.size}
     if not values:
-        return _empty(ax, "no final runs")
+        return empty_axes(ax, "no final runs")
     means = {name: v.mean() for name, v in values.items()}
     if order is None:
         order = sorted(means, key=means.get, reverse=higher_is_better(metric))
     order = [name for name in order if name in values]
-    scale = _display_scale(metric)
+    scale = display_scale(metric)
     for row, optimizer in enumerate(order):
         low, high = bootstrap_ci(values[optimizer], confidence, seed=seed)
         mean = means[optimizer] * scale
