@@ -140,21 +140,6 @@ def write_frames(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return curves, trials
 
 
-def with_study_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with `repeat`, `study` and (trials) `started_at`, filled in once for frames
-    written before those columns existed: repeat 0, study "<experiment>/<optimizer>/r0", and
-    trials started in trial_id order."""
-    frame = frame.copy()
-    if "repeat" not in frame:
-        frame["repeat"] = 0
-    if "study" not in frame:
-        frame["study"] = [f"{e}/{o}/r{r}" for e, o, r in zip(frame["experiment"], frame["optimizer"], frame["repeat"])]
-    if "started_at" not in frame and "epochs" in frame:  # a trials frame
-        order = frame.sort_values("trial_id", kind="stable").groupby(["experiment", "study", "phase"]).cumcount()
-        frame["started_at"] = order.reindex(frame.index).astype(float)
-    return frame
-
-
 def load_specs(path) -> dict:
     """Every <run>/<experiment>/spec.json as a typed tune.experiments.ExperimentSpec, keyed by
     folder name; a spec that fails validation maps to the SpecError saying why."""

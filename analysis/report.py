@@ -13,7 +13,7 @@ import pandas as pd
 
 from analysis import compare
 from analysis.figures import BENCHMARK, save_figures
-from analysis.load import load_provenance, load_run, load_specs, load_trials, with_study_columns
+from analysis.load import load_provenance, load_run, load_specs, load_trials
 from analysis.metrics import (ALPHA, BOOTSTRAP_METHOD, CONFIDENCE, EQUIVALENCE_FRACTION, MIN_PAIRS,
                               N_PERMUTATIONS, N_RESAMPLES)
 from analysis.plots import optimizer_order
@@ -113,8 +113,8 @@ def summary(rows: list[tuple[Experiment, object]]) -> list[str]:
 def write_report(run_dir, curves: pd.DataFrame | None = None, trials: pd.DataFrame | None = None) -> Path:
     """Write <run_dir>/report.md (and the figures it links) and return its path."""
     run_dir = Path(run_dir)
-    curves = with_study_columns(load_run(run_dir) if curves is None else curves)
-    trials = with_study_columns(load_trials(run_dir) if trials is None else trials)
+    curves = load_run(run_dir) if curves is None else curves
+    trials = load_trials(run_dir) if trials is None else trials
     specs = load_specs(run_dir)
     names = sorted(set(specs) | set(curves["experiment"]) | set(trials["experiment"]),
                    key=lambda name: (name == BENCHMARK, name))

@@ -16,7 +16,7 @@ from scipy import stats  # noqa: E402
 
 from analysis import compare, metrics, plots, plots_tuning  # noqa: E402
 from analysis.__main__ import main as analysis_main  # noqa: E402
-from analysis.load import trials_from_curves, with_study_columns  # noqa: E402
+from analysis.load import trials_from_curves  # noqa: E402
 from analysis.report import write_report  # noqa: E402
 
 ALL_OPTIMIZERS = ["adam", "cgi", "gao", "gns", "lrg", "svd"]
@@ -25,7 +25,7 @@ ALL_OPTIMIZERS = ["adam", "cgi", "gao", "gns", "lrg", "svd"]
 # --- synthetic run ---------------------------------------------------------
 
 def _curve_rows(experiment, optimizer, phase, trial_id, seed, epochs, floor, lr, rng,
-                diverge=False, max_epochs=None, repeat=0):
+                diverge=False, max_epochs=None, repeat=0, started_at=1e9):
     """A plausible loss curve: fast drop from ln(10) to `floor`, slight overfitting.
     Final runs also get the epoch-0 row measured before training."""
     final = phase == "final"
@@ -46,7 +46,7 @@ def _curve_rows(experiment, optimizer, phase, trial_id, seed, epochs, floor, lr,
         "inversion_frequency": 98.0 if optimizer == "cgi" else np.nan,
         "beta": 0.9 if optimizer == "gao" else np.nan, "norm_eps": np.nan,
         "rank": 20.0 if optimizer in ("lrg", "svd") else np.nan,
-        "study": f"{experiment}/{optimizer}/r{repeat}", "repeat": repeat,
+        "study": f"{experiment}/{optimizer}/r{repeat}", "repeat": repeat, "reported_at": started_at + e,
     })
 
 
@@ -65,7 +65,8 @@ def synthetic_curves(experiment, optimizers, n_seeds, offsets=None, tune_trials=
                 floor = 0.45 + 0.15 * math.log10(lr / 0.005) ** 2
                 epochs = [1, 3, tune_epochs, tune_epochs, 3, tune_epochs][t % 6]
                 frames.append(_curve_rows(experiment, optimizer, "tune", f"{optimizer}_r{r}_t{t:02d}", t, epochs,
-                                          floor, lr, rng, diverge=(t == 4), max_epochs=tune_epochs, repeat=r))
+                                          floor, lr, rng, diverge=(t == 4), max_epochs=tune_epochs, repeat=r,
+                                          started_at=1e9 + 100 * len(frames)))
     seed_effects = np.random.default_rng(seed + 1).normal(0, 0.03, n_seeds)
     for optimizer in optimizers:
         for r in range(repeats):
@@ -73,18 +74,13 @@ def synthetic_curves(experiment, optimizers, n_seeds, offsets=None, tune_trials=
                 noise = np.random.default_rng(1000 + s)  # same noise for every optimizer
                 frames.append(_curve_rows(experiment, optimizer, "final", f"{optimizer}_r{r}_f{s}", s, final_epochs,
                                           0.45 + seed_effects[s] + offsets.get(optimizer, 0.0), 0.005, noise,
-                                          max_epochs=final_epochs, repeat=r))
+                                          max_epochs=final_epochs, repeat=r, started_at=1e9 + 100 * len(frames)))
     return pd.concat(frames, ignore_index=True)
 
 
 def trials_of(curves):
-    """The trials frame as the loader will write it: with study, repeat and started_at."""
-    trials = trials_from_curves(curves)
-    keys = ["experiment", "phase", "optimizer", "trial_id"]
-    extra = curves.groupby(keys, as_index=False)[["study", "repeat"]].first()
-    trials = trials.merge(extra, on=keys)
-    trials["started_at"] = 1e9 + trials.groupby(["experiment", "study"]).cumcount().astype(float)
-    return trials
+    """The trials frame as the loader writes it."""
+    return trials_from_curves(curves)
 
 
 def _spec(name, optimizers, reported_verdict=None, metric="val_loss", primary=None):
@@ -267,7 +263,7 @@ def test_verdict_rule():
 
 # --- statistics on frames --------------------------------------------------
 
-def test_per_seed_metrics_and_study_columns():
+def test_per_seed_metrics_keep_repeats_apart():
     curves = synthetic_curves("x", ["adam", "cgi"], 4, {"cgi": -0.1}, repeats=2)
     per_seed = compare.per_seed_metrics(curves)
     assert len(per_seed) == 16 and set(per_seed["epochs"]) == {12} and set(per_seed["repeat"]) == {0, 1}
@@ -276,10 +272,6 @@ def test_per_seed_metrics_and_study_columns():
     row = per_seed[(per_seed["optimizer"] == "cgi") & (per_seed["seed"] == 2) & (per_seed["repeat"] == 1)].iloc[0]
     assert row["best_epoch"] == best["epoch"] and row["best_val_loss"] == best["val_loss"]
     assert row["test_loss"] == run["test_loss"].iloc[-1]
-    old = with_study_columns(trials_from_curves(curves.drop(columns=["study", "repeat"])))
-    assert set(old["repeat"]) == {0} and "x/cgi/r0" in set(old["study"])
-    tune = old[old["phase"] == "tune"].sort_values("started_at")
-    assert list(tune.loc[tune["optimizer"] == "adam", "trial_id"]) == sorted(tune.loc[tune["optimizer"] == "adam", "trial_id"])
 
 
 def test_compare_clear_winner_and_identical():
