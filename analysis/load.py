@@ -108,6 +108,12 @@ def trials_from_curves(curves: pd.DataFrame) -> pd.DataFrame:
     return trials[TRIAL_COLUMNS]
 
 
+def with_repeat(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its `repeat` column (the tuning repeat, from 0); frames written before
+    tuning was repeated have none, and were repeat 0."""
+    return frame if "repeat" in frame.columns else frame.assign(repeat=0)
+
+
 def _checked_run(path) -> Path:
     run = Path(path)
     if not run.is_dir():

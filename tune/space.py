@@ -49,3 +49,19 @@ def to_tune(space: dict) -> dict:
         else:
             domains[name] = tune.choice(dist["values"])
     return domains
+
+
+def to_optuna(space: dict) -> dict:
+    """The Optuna distributions for a validated data space (the same bounds and scales as to_tune)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    distributions = {}
+    for name, dist in space.items():
+        kind = dist["type"]
+        if kind in ("loguniform", "uniform"):
+            distributions[name] = FloatDistribution(dist["low"], dist["high"], log=kind == "loguniform")
+        elif kind == "int":  # inclusive bounds, as Optuna's own
+            distributions[name] = IntDistribution(int(dist["low"]), int(dist["high"]), log=bool(dist.get("log")))
+        else:
+            distributions[name] = CategoricalDistribution(dist["values"])
+    return distributions
