@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 
+import optuna
 import pandas as pd
 import pytest
 
+from analysis.journal import JOURNAL_FILE, open_journal
 from conftest import ROOT, run_cli
 
 TRIALS = 10
@@ -45,6 +47,7 @@ def test_killed_run_resumes_to_a_complete_run(kill, tmp_path):
     assert json.loads((experiment / "best.json").read_text()).keys() == studies_done
     assert not (experiment / "final.done").exists()  # killed before the final runs were done
     finished_study = (experiment / "tune-adam").stat().st_mtime_ns
+    provenance = json.loads((tmp_path / "killed" / "run.json").read_text())["provenance"]
     if lose_final_state:  # as if killed after Ray Tune wrote tuner.pkl, before its first state snapshot
         for state in experiment.glob("final/*state-*.json"):
             state.unlink()
@@ -63,7 +66,11 @@ def test_killed_run_resumes_to_a_complete_run(kill, tmp_path):
     final = trials[trials["phase"] == "final"]
     assert sorted(zip(final["optimizer"], final["seed"])) == [("adam", 1), ("adam", 2), ("cgi", 1), ("cgi", 2)]
     assert (final["epochs"] == 3).all()
-    assert json.loads((tmp_path / "killed" / "run.json").read_text())["status"] == "complete"
+    run_file = json.loads((tmp_path / "killed" / "run.json").read_text())
+    assert run_file["status"] == "complete" and run_file["provenance"] == provenance  # kept from the start
+    journal = open_journal(tmp_path / "killed" / JOURNAL_FILE)
+    assert {name: len(optuna.load_study(study_name=name, storage=journal).trials)
+            for name in optuna.get_all_study_names(journal)} == {"cgi/adam/r0": TRIALS, "cgi/cgi/r0": TRIALS}
     assert (tmp_path / "killed" / "report.md").exists()
 
 
