@@ -159,7 +159,7 @@ def git_commit(timeout: float = 5) -> str | None:
                               capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError):
         return None
-    lines = done.stdout.split()
+    lines = done.stdout.splitlines()
     if done.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != ROOT:
         return None
     return lines[1]
