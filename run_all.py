@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--address", help="connect to a running Ray cluster instead: auto, host:port or ray://host:port")
     parser.add_argument("--experiments", default="all", help="comma-separated experiment names (see --list), or all (default: all)")
     parser.add_argument("--spec", action="append", type=Path, default=[], metavar="FILE",
-                        help="run the experiment in this JSON spec file too (repeatable; format: tune/experiments/*.json)")
+                        help="run the experiment in this JSON spec file (repeatable; format: tune/experiments/*.json); "
+                             "with --spec and no --experiments only the spec's experiments run")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--num-samples", type=positive_int, help="tuning trials per optimizer (default: each spec's)")
     parser.add_argument("--seeds", type=positive_int, help="paired seeds of the final runs (default: each spec's, 10)")
@@ -137,11 +138,14 @@ def point_latest(run: Path) -> None:
     temporary.replace(link)
 
 
-def write_run_file(run: Path, settings: dict, status: str) -> None:
+def write_run_file(run: Path, settings: dict, status: str, provenance: dict | None = None) -> None:
+    """run.json; without `provenance`, the one written when the run started is kept."""
     from tune.pipeline import write_json
 
+    if provenance is None:
+        provenance = json.loads((run / RUN_FILE).read_text()).get("provenance")
     write_json(run / RUN_FILE, {"settings": settings, "status": status, "argv": sys.argv[1:],
-                                "updated": dt.datetime.now().isoformat(timespec="seconds")})
+                                "updated": dt.datetime.now().isoformat(timespec="seconds"), "provenance": provenance})
 
 
 def exit_on_interrupt(resume_command: str) -> None:
@@ -187,7 +191,8 @@ def main(argv=None) -> int:
         raise CliError(str(error)) from None
     check_output(args.output)
 
-    from tune.cluster import ClusterError, check_storage_shared, cluster_cpus, connect, quiet_environment, start_local
+    from tune.cluster import (ClusterError, check_storage_shared, cluster_cpus, connect, provenance,
+                              quiet_environment, start_local)
     from tune.pipeline import run_experiments
     from analysis.__main__ import rebuild
     from analysis.load import write_frames
@@ -202,7 +207,7 @@ def main(argv=None) -> int:
         if not args.resume:
             for spec in specs:
                 save_spec(spec, run)
-            write_run_file(run, settings, "running")
+            write_run_file(run, settings, "running", provenance(args.address, specs))
         if args.address:
             check_storage_shared(run)
     except ClusterError as error:

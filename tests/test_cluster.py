@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -23,10 +22,13 @@ def free_port() -> int:
 
 
 class TwoNodeCluster:
+    """Started as README's "Run on a Ray cluster" says: the head node generates the token,
+    and every node and the client export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN."""
+
     def __init__(self, base: Path):
-        self.token = uuid.uuid4().hex * 2
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token,
-                    "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+        self.base = base
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH_")}
+        self.env.update({"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"})
         self.port = free_port()
         self.worker_manager_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -34,12 +36,21 @@ class TwoNodeCluster:
         self.head_dir.mkdir()
         self.worker_dir.mkdir()
 
-    def ray(self, *args, cwd):
+    def ray(self, *args, cwd, env=None) -> str:
         # the `ray` CLI installed beside this interpreter, whatever PATH says
         cli = Path(sys.executable).parent / "ray"
-        subprocess.run([str(cli), *args], cwd=cwd, env=self.env, check=True, capture_output=True, timeout=120)
+        done = subprocess.run([str(cli), *args], cwd=cwd, env=env or self.env, check=True, capture_output=True,
+                              text=True, timeout=120)
+        return done.stdout
 
     def start(self):
+        # `ray get-auth-token --generate` saves the token to ~/.ray/auth_token: a home of its own here
+        home = self.base / "head-home"
+        home.mkdir()
+        self.env["RAY_AUTH_MODE"] = "token"
+        self.token = self.ray("get-auth-token", "--generate", cwd=self.head_dir, env={**self.env, "HOME": str(home)})
+        assert len(self.token) >= 32 and self.token.strip() == self.token
+        self.env["RAY_AUTH_TOKEN"] = self.token
         self.ray("start", "--head", "--port", str(self.port), "--num-cpus", "1", "--include-dashboard=false",
                  "--disable-usage-stats", cwd=self.head_dir)
         self.ray("start", "--address", self.address, "--num-cpus", "1", "--node-manager-port",

@@ -3,6 +3,7 @@ import atexit
 import importlib
 import logging
 import os
+import platform
 import re
 import shutil
 import socket
@@ -145,6 +146,40 @@ def cluster_cpus() -> int:
     return int(ray.cluster_resources().get("CPU", 1))
 
 
+def cpu_nodes() -> list[dict]:
+    """The alive nodes of the connected cluster that can run trials."""
+    import ray
+    return [node for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU", 0) > 0]
+
+
+def git_commit(timeout: float = 5) -> str | None:
+    """The project's commit, when its code is a git checkout (not merely inside another one)."""
+    try:
+        done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--show-toplevel", "HEAD"],
+                              capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = done.stdout.splitlines()
+    if done.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != ROOT:
+        return None
+    return lines[1]
+
+
+def provenance(address: str | None, specs) -> dict:
+    """What a run ran with, for run.json: library versions, the project's commit, the connected
+    cluster's size, the --address as given and each experiment's tuning concurrency."""
+    import numpy
+    import optuna
+    import pandas
+    import ray
+    import torch
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+                "optuna": optuna.__version__, "numpy": numpy.__version__, "pandas": pandas.__version__}
+    return {"versions": versions, "git_commit": git_commit(), "cpus": cluster_cpus(), "nodes": len(cpu_nodes()),
+            "address": address, "concurrency": {spec.name: spec.tuning.concurrency for spec in specs}}
+
+
 def check_storage_shared(folder: Path) -> None:
     """Every alive node must see `folder`: Ray Tune writes results and checkpoints there from
     the workers, so it has to be a shared filesystem path on a multi-node cluster."""
@@ -158,7 +193,7 @@ def check_storage_shared(folder: Path) -> None:
         def sees(path: str) -> bool:
             return os.path.exists(path)
 
-        nodes = [node for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU", 0) > 0]
+        nodes = cpu_nodes()
         checks = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
                   .remote(str(marker)) for node in nodes]
         blind = [node["NodeManagerAddress"] for node, seen in zip(nodes, ray.get(checks, timeout=120)) if not seen]
