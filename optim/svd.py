@@ -4,7 +4,8 @@ The write-up hypothesised that much of a gradient's complexity is noise, so reco
 gradient matrix from only its top-k singular values gives a "denoised" gradient that improves training.
 
 Every 2-D gradient is replaced by its best rank-`rank` approximation (truncated SVD); gradients of other
-shapes, and any with `rank` >= min(shape), are left alone; then the base optimizer steps.
+shapes, and any with `rank` >= min(shape), are left alone; then the base optimizer steps. In a
+population each member's matrices are truncated on their own, with the member's rank.
 This module also holds the fast truncated-SVD reconstruction shared with lrg.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .base import GradientTransformWrapper, positive_int
+from .base import GradientTransformWrapper, members_of, positive_int
 
 # Largest estimated relative (Frobenius) error of a fast route before the exact SVD is used instead;
 # ten times below the 1e-4 the optimizers promise, because the estimates are partly first-order.
@@ -290,6 +291,21 @@ def _refined_projection(a: torch.Tensor, rank: int, tolerance: float) -> torch.T
     return result if error_sq <= tolerance**2 * result_energy else None
 
 
+def truncate_members(matrices: torch.Tensor, ranks: list[int]) -> None:
+    """Replace each member's matrix (`matrices` is [K, rows, cols]) by its rank-ranks[k] truncation,
+    in place; a rank >= min(rows, cols) leaves it alone."""
+    for matrix, rank in zip(matrices, ranks):
+        if rank < min(matrix.shape):
+            matrix.copy_(low_rank_approximation(matrix, rank))
+
+
+def truncate_matrix_grads(grads: list[torch.Tensor], ranks: list[int]) -> None:
+    """svd's rule on a population's gradients (each [K, ...]): truncate every member's matrices."""
+    for grad in grads:
+        if grad.dim() == 3:
+            truncate_members(grad, ranks)
+
+
 class LowRankWrapper(GradientTransformWrapper):
     """A wrapper whose one hyperparameter is the rank of a low-rank gradient approximation (svd, lrg)."""
 
@@ -311,7 +327,9 @@ class SVDGradientOptimizer(LowRankWrapper):
     @torch.inference_mode()  # cheaper than no_grad per operation; only temporaries are created
     def transform_gradients(self) -> None:
         for group in self.param_groups:
-            rank = group["rank"]
-            for grad in self.grads_of(group):
-                if grad.dim() == 2 and rank < min(grad.shape):
-                    grad.copy_(low_rank_approximation(grad, rank))
+            truncate_matrix_grads(members_of(self.grads_of(group)), [group["rank"]])
+
+    @staticmethod
+    def transform_members(grads, lrs, hparams, state):
+        truncate_matrix_grads(grads, hparams["rank"])
+        return lrs
