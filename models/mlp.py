@@ -45,7 +45,8 @@ class MemberLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         x, weight = ctx.saved_tensors
-        return grad_out.bmm(weight), grad_out.mT.bmm(x), grad_out.sum(1)
+        grad_x = grad_out.bmm(weight) if ctx.needs_input_grad[0] else None  # not for the data
+        return grad_x, grad_out.mT.bmm(x), grad_out.sum(1)
 
 
 def population_logits(params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
