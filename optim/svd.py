@@ -65,10 +65,11 @@ def low_rank_approximation(
     if rows > cols:
         return low_rank_approximation(matrix.T, rank, tolerance).T
     a = matrix.double()
+    route = fast_route(rows, rank, matrix.dtype)
     try:
-        if FILTERED_MIN_ROWS <= rows and 2 * (rank + SUBSPACE_OVERSAMPLING) <= rows:
+        if route == "filtered":
             result = _filtered_projection(a, matrix.float(), rank, tolerance)
-        elif rows <= FLOAT64_EIGH_MAX_ROWS or matrix.dtype == torch.float64:
+        elif route == "float64":
             result = _float64_projection(a, rank, tolerance)
         else:
             result = _refined_projection(a, rank, tolerance)
@@ -79,6 +80,15 @@ def low_rank_approximation(
             return matrix.clone()
         return exact_low_rank_approximation(matrix, rank)
     return result.to(matrix.dtype)
+
+
+def fast_route(rows: int, rank: int, dtype: torch.dtype) -> str:
+    """Which fast route low_rank_approximation takes for a wide matrix with `rows` rows."""
+    if FILTERED_MIN_ROWS <= rows and 2 * (rank + SUBSPACE_OVERSAMPLING) <= rows:
+        return "filtered"
+    if rows <= FLOAT64_EIGH_MAX_ROWS or dtype == torch.float64:
+        return "float64"
+    return "refined"
 
 
 def _start_block(rows: int, size: int, device: torch.device) -> torch.Tensor:
@@ -210,22 +220,29 @@ def _error_estimate(
 
 def _float64_projection(a: torch.Tensor, rank: int, tolerance: float) -> torch.Tensor | None:
     """A's rank-`rank` truncation U Uᵀ A from a float64 `eigh` of A Aᵀ, or None if rounding could
-    spoil it.
+    spoil it; `a` is wide and float64. See _float64_projections."""
+    result, accepted = _float64_projections(a.unsqueeze(0), rank, tolerance)
+    return result[0] if accepted[0] else None
 
-    `a` is wide and float64. Forming A Aᵀ and `eigh`'s backward error perturb it by at most about
-    (rows + cols) * eps * |A|², which to first order moves the truncation by at most that over the
-    singular-value gap σ_k - σ_{k+1}.
+
+def _float64_projections(a: torch.Tensor, rank: int, tolerance: float) -> tuple[torch.Tensor, list[bool]]:
+    """Each matrix's rank-`rank` truncation U Uᵀ A from a float64 `eigh` of A Aᵀ (`a` is [K, rows, cols],
+    wide and float64), and for each whether it is accepted: not if rounding could spoil it.
+
+    Forming A Aᵀ and `eigh`'s backward error perturb it by at most about (rows + cols) * eps * |A|²,
+    which to first order moves the truncation by at most that over the singular-value gap σ_k - σ_{k+1}.
     """
-    rows, cols = a.shape
-    eigenvalues, eigenvectors = torch.linalg.eigh(a @ a.T)  # ascending
-    top = eigenvectors[:, rows - rank :]
-    result = top @ (top.T @ a)
-    squared = [max(value, 0.0) for value in eigenvalues.tolist()]
-    rounding = (rows + cols) * torch.finfo(torch.float64).eps * sum(squared)
-    gap = math.sqrt(squared[rows - rank]) - math.sqrt(squared[rows - rank - 1])
-    if rounding <= tolerance * gap * math.sqrt(sum(squared[rows - rank :])):
-        return result
-    return None
+    rows, cols = a.shape[-2:]
+    eigenvalues, eigenvectors = torch.linalg.eigh(a @ a.mT)  # ascending
+    top = eigenvectors[..., rows - rank :]
+    result = top @ (top.mT @ a)
+    accepted = []
+    for values in eigenvalues.tolist():
+        squared = [max(value, 0.0) for value in values]
+        rounding = (rows + cols) * torch.finfo(torch.float64).eps * sum(squared)
+        gap = math.sqrt(squared[rows - rank]) - math.sqrt(squared[rows - rank - 1])
+        accepted.append(rounding <= tolerance * gap * math.sqrt(sum(squared[rows - rank :])))
+    return result, accepted
 
 
 def _refined_projection(a: torch.Tensor, rank: int, tolerance: float) -> torch.Tensor | None:
@@ -293,10 +310,36 @@ def _refined_projection(a: torch.Tensor, rank: int, tolerance: float) -> torch.T
 
 def truncate_members(matrices: torch.Tensor, ranks: list[int]) -> None:
     """Replace each member's matrix (`matrices` is [K, rows, cols]) by its rank-ranks[k] truncation,
-    in place; a rank >= min(rows, cols) leaves it alone."""
-    for matrix, rank in zip(matrices, ranks):
-        if rank < min(matrix.shape):
-            matrix.copy_(low_rank_approximation(matrix, rank))
+    in place, as low_rank_approximation computes it; a rank >= min(rows, cols) leaves it alone.
+
+    Members that low_rank_approximation would send down the float64 route go through it together,
+    batched; the others, and any the batched route does not accept, one by one.
+    """
+    rows, cols = matrices.shape[-2:]
+    for rank in sorted(set(ranks)):
+        members = [member for member, member_rank in enumerate(ranks) if member_rank == rank]
+        if rank >= min(rows, cols):
+            continue
+        if fast_route(min(rows, cols), rank, matrices.dtype) == "float64":
+            members = _float64_truncation(matrices, members, rank)
+        for member in members:
+            matrices[member].copy_(low_rank_approximation(matrices[member], rank))
+
+
+def _float64_truncation(matrices: torch.Tensor, members: list[int], rank: int) -> list[int]:
+    """Truncate `members` of `matrices` through the batched float64 route; returns those it left."""
+    tall = matrices.shape[-2] > matrices.shape[-1]
+    wide = matrices[members].mT if tall else matrices[members]
+    try:
+        results, accepted = _float64_projections(wide.double(), rank, FAST_ROUTE_TOLERANCE)
+    except torch.linalg.LinAlgError:  # e.g. a non-finite matrix: low_rank_approximation handles it
+        return members
+    if tall:
+        results = results.mT
+    for member, result, ok in zip(members, results, accepted):
+        if ok:
+            matrices[member].copy_(result)
+    return [member for member, ok in zip(members, accepted) if not ok]
 
 
 def truncate_matrix_grads(grads: list[torch.Tensor], ranks: list[int]) -> None:

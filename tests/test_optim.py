@@ -490,3 +490,32 @@ def test_subspace_route_falls_back_on_equal_singular_values(monkeypatch):
     assert fallbacks == [10]
     low_rank_approximation(matrix, 9)  # σ_9 > σ_10: fine
     assert fallbacks == [10]
+
+
+def test_batched_truncation_of_members_matches_exact_truncated_svd():
+    # Members of one shape with their own ranks, as svd and lrg populations truncate them; the float64
+    # route goes batched (the wide, tall and input-weight shapes), the others member by member.
+    matrices = sample_matrices()
+    gradients = default_mlp_gradients()
+    groups = [
+        [matrices["tall"], gradients["input weight, step 0"], gradients["input weight, step 50"]],
+        [matrices["wide"], matrices["wide"].flip(0), 2 * matrices["wide"]],
+        [gradients["lrg matrix, step 0"], matrices["decaying spectrum"], matrices["gaussian"]],
+    ]
+    for group in groups:
+        stacked = torch.stack(group)
+        ranks = [2, 10, 5]
+        optim.svd.truncate_members(stacked, ranks)
+        for member, (matrix, rank) in enumerate(zip(group, ranks)):
+            assert relative_error(stacked[member], truncated_svd(matrix, rank)) <= 1e-4
+            torch.testing.assert_close(stacked[member], low_rank_approximation(matrix, rank), rtol=0, atol=1e-5)
+
+
+def test_batched_truncation_leaves_non_finite_members_to_the_single_route():
+    generator = torch.Generator().manual_seed(0)
+    stacked = torch.randn(3, 20, 30, generator=generator)
+    stacked[1, 3, 4] = float("nan")
+    expected = [low_rank_approximation(matrix, 2) for matrix in stacked]
+    optim.svd.truncate_members(stacked, [2, 2, 2])
+    for member in range(3):
+        torch.testing.assert_close(stacked[member], expected[member], equal_nan=True)
