@@ -51,8 +51,9 @@ class GradientTransformWrapper(Optimizer):
     """Base for wrappers: subclasses override `transform_gradients`, or `transformed_step` for more.
 
     A wrapper's rule is written once on tensors with a leading member axis (K members, each its own
-    run); the single run applies it with K = 1 (`members_of`). `transform_members` applies it to a
-    population, as optim.population.PopulationAdam calls it: see there.
+    run); the single run applies it with K = 1, to its gradients viewed with a member axis (`members_of`)
+    or, where the rule says it needs none for one member, as they are (cheaper per step).
+    `transform_members` applies it to a population, as optim.population.PopulationAdam calls it.
     """
 
     def __init__(

@@ -14,11 +14,14 @@ from typing import Any
 
 import torch
 
-from .base import GradientTransformWrapper, member_shaped, members_of, positive_int
+from .base import GradientTransformWrapper, member_shaped, positive_int
 
 
 def invert_members(grads: list[torch.Tensor], steps: list[int], frequencies: list[int]) -> None:
-    """Negate member k's gradients (each [K, ...]) when steps[k] % frequencies[k] == 0."""
+    """Negate member k's gradients (each [K, ...]) when steps[k] % frequencies[k] == 0.
+
+    With one member the tensors may also come without the member axis (the single run's, as they are).
+    """
     inverted = [step % frequency == 0 for step, frequency in zip(steps, frequencies)]
     if all(inverted):
         torch._foreach_neg_(grads)
@@ -46,7 +49,7 @@ class CyclicalGradientInversion(GradientTransformWrapper):
             group["cgi_step"] = group.get("cgi_step", 0) + 1
             grads = self.grads_of(group)
             if grads:
-                invert_members(members_of(grads), [group["cgi_step"]], [group["inversion_frequency"]])
+                invert_members(grads, [group["cgi_step"]], [group["inversion_frequency"]])
 
     @staticmethod
     def transform_members(grads, lrs, hparams, state):

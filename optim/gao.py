@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .base import GradientTransformWrapper, member_shaped, members_of, real_number
+from .base import GradientTransformWrapper, member_shaped, real_number
 
 EMA_KEY = "alignment_ema"
 
@@ -26,29 +26,38 @@ def clamped_cosine(dot: float, grad_norm: float, ema_norm: float) -> float:
     return min(max(dot / norm_product, 0.0), 1.0) if norm_product > 0 else 1.0
 
 
+def member_rows(tensors: list[torch.Tensor], count: int) -> list[torch.Tensor]:
+    """Each member's part of each tensor, flattened: tensor-major, then member."""
+    if count == 1:  # fewer view operations per step for the single run
+        return [tensor.view(-1) for tensor in tensors]
+    return [row for tensor in tensors for row in tensor.view(count, -1).unbind()]
+
+
 def align_members(grads: list[torch.Tensor], emas: list[torch.Tensor], betas: list[float]) -> None:
-    """One GAO transform of each member's gradients and EMAs (each [K, ...]), member k with betas[k]."""
-    flat_grads, flat_emas = [g.flatten(1) for g in grads], [m.flatten(1) for m in emas]
-    dots = [torch.linalg.vecdot(g, m) for g, m in zip(flat_grads, flat_emas)]
-    norms = [torch.linalg.vector_norm(t, dim=1) for t in flat_grads + flat_emas]
+    """One GAO transform of each member's gradients and EMAs (each [K, ...]), member k with betas[k].
+
+    With one member the tensors may also come without the member axis (the single run's, as they are).
+    """
+    count = len(betas)
+    flat_grads, flat_emas = member_rows(grads, count), member_rows(emas, count)
+    dots = [torch.dot(grad, ema) for grad, ema in zip(flat_grads, flat_emas)]
+    norms = torch._foreach_norm(flat_grads + flat_emas)
     # One transfer, then the few scalars are combined in Python rather than by tiny tensor ops.
-    numbers = torch.stack(dots + norms).tolist()
-    count = len(grads)
-    scales = [
-        [clamped_cosine(*member) for member in zip(dot, grad_norm, ema_norm)]
-        for dot, grad_norm, ema_norm in zip(numbers, numbers[count : 2 * count], numbers[2 * count :])
-    ]
+    numbers = torch.stack(dots + list(norms)).tolist()
+    pairs = len(dots)
+    scales = [clamped_cosine(*triple) for triple in zip(numbers, numbers[pairs : 2 * pairs], numbers[2 * pairs :])]
     if len(set(betas)) == 1:
         torch._foreach_lerp_(emas, grads, 1.0 - betas[0])
     else:
         weights = 1.0 - torch.tensor(betas, dtype=grads[0].dtype)
         for ema, grad in zip(emas, grads):
             ema.lerp_(grad, member_shaped(weights, ema))
-    if len(betas) == 1:
-        torch._foreach_mul_(grads, [tensor_scales[0] for tensor_scales in scales])
+    if count == 1:
+        torch._foreach_mul_(grads, scales)
     else:
-        for grad, tensor_scales in zip(grads, scales):
-            grad.mul_(member_shaped(torch.tensor(tensor_scales, dtype=grad.dtype), grad))
+        for index, grad in enumerate(grads):
+            member_scales = torch.tensor(scales[index * count : (index + 1) * count], dtype=grad.dtype)
+            grad.mul_(member_shaped(member_scales, grad))
 
 
 class GradientAlignmentOptimizer(GradientTransformWrapper):
@@ -79,7 +88,7 @@ class GradientAlignmentOptimizer(GradientTransformWrapper):
                     ema = torch.zeros_like(p.grad)
                     new_emas.append((p, ema))
                 emas.append(ema)
-            align_members(members_of(grads), members_of(emas), [group["beta"]])
+            align_members(grads, emas, [group["beta"]])
         self.base_optimizer.step()
         # Adam initialises a parameter's state only while it is empty, so a new EMA joins it afterwards.
         for p, ema in new_emas:

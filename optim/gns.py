@@ -16,12 +16,13 @@ from typing import Any
 
 import torch
 
-from .base import GradientTransformWrapper, members_of, real_number
+from .base import GradientTransformWrapper, real_number
 
 
-def member_grad_norms(grads: list[torch.Tensor]) -> torch.Tensor:
-    """The L2 norm [K] of each member's gradients (each [K, ...]) taken together."""
-    return torch.linalg.vector_norm(torch.cat([grad.flatten(1) for grad in grads], dim=1), dim=1)
+def member_grad_norms(grads: list[torch.Tensor], count: int) -> torch.Tensor:
+    """The L2 norm [K] of each of `count` members' gradients (each [K, ...]) taken together; with one
+    member the tensors may also come without the member axis (the single run's, as they are)."""
+    return torch.linalg.vector_norm(torch.cat([grad.view(count, -1) for grad in grads], dim=1), dim=1)
 
 
 def scaled_lr(lr, grad_norm, norm_eps):
@@ -49,7 +50,7 @@ class GNSAdam(GradientTransformWrapper):
         if not grads:
             self.base_optimizer.step()
             return
-        total_norm = member_grad_norms(members_of(grads)).item()
+        total_norm = member_grad_norms(grads, 1).item()
         own_lrs = [group["lr"] for group in self.param_groups]
         for group in self.param_groups:
             group["lr"] = scaled_lr(group["lr"], total_norm, group["norm_eps"])
@@ -62,4 +63,4 @@ class GNSAdam(GradientTransformWrapper):
     @staticmethod
     def transform_members(grads, lrs, hparams, state):
         norm_eps = torch.tensor(hparams["norm_eps"], dtype=lrs.dtype)
-        return scaled_lr(lrs, member_grad_norms(grads).to(lrs.dtype), norm_eps)
+        return scaled_lr(lrs, member_grad_norms(grads, len(lrs)).to(lrs.dtype), norm_eps)

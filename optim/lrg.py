@@ -15,22 +15,24 @@ import math
 
 import torch
 
-from .base import members_of
 from .svd import LowRankWrapper, truncate_members
 
 
 def low_rank_flat_members(grads: list[torch.Tensor], ranks: list[int]) -> None:
     """lrg's rule on gradients with a leading member axis (each [K, ...]), in place: member k's gradients,
-    flattened together, padded and made square, are replaced by their rank-ranks[k] version."""
-    flat = torch.cat([grad.flatten(1) for grad in grads], dim=1)
-    count, length = flat.shape
+    flattened together, padded and made square, are replaced by their rank-ranks[k] version. With one
+    member the tensors may also come without the member axis (the single run's, as they are)."""
+    count = len(ranks)
+    rows = [grad.view(count, -1) for grad in grads]
+    length = sum(row.shape[1] for row in rows)
     side = math.isqrt(length - 1) + 1  # ceil(sqrt(length)) without float rounding
     if all(rank >= side for rank in ranks):
         return
-    matrices = torch.cat([flat, flat.new_zeros(count, side * side - length)], dim=1).view(count, side, side)
+    padding = rows[0].new_zeros(count, side * side - length)
+    matrices = torch.cat(rows + [padding], dim=1).view(count, side, side)
     truncate_members(matrices, ranks)
-    chunks = matrices.view(count, -1)[:, :length].split([grad[0].numel() for grad in grads], dim=1)
-    torch._foreach_copy_([grad.view(count, -1) for grad in grads], chunks)
+    chunks = matrices.view(count, -1)[:, :length].split([row.shape[1] for row in rows], dim=1)
+    torch._foreach_copy_(rows, chunks)
 
 
 class LRGAdam(LowRankWrapper):
@@ -43,7 +45,7 @@ class LRGAdam(LowRankWrapper):
         grads = self.all_grads()
         if not grads:
             return
-        low_rank_flat_members(members_of(grads), [ranks.pop()])
+        low_rank_flat_members(grads, [ranks.pop()])
 
     @staticmethod
     def transform_members(grads, lrs, hparams, state):

@@ -312,15 +312,15 @@ def truncate_members(matrices: torch.Tensor, ranks: list[int]) -> None:
     """Replace each member's matrix (`matrices` is [K, rows, cols]) by its rank-ranks[k] truncation,
     in place, as low_rank_approximation computes it; a rank >= min(rows, cols) leaves it alone.
 
-    Members that low_rank_approximation would send down the float64 route go through it together,
-    batched; the others, and any the batched route does not accept, one by one.
+    Several members that low_rank_approximation would send down the float64 route go through it
+    together, batched; the others, and any the batched route does not accept, one by one.
     """
     rows, cols = matrices.shape[-2:]
     for rank in sorted(set(ranks)):
         members = [member for member, member_rank in enumerate(ranks) if member_rank == rank]
         if rank >= min(rows, cols):
             continue
-        if fast_route(min(rows, cols), rank, matrices.dtype) == "float64":
+        if len(members) > 1 and fast_route(min(rows, cols), rank, matrices.dtype) == "float64":
             members = _float64_truncation(matrices, members, rank)
         for member in members:
             matrices[member].copy_(low_rank_approximation(matrices[member], rank))
@@ -329,13 +329,17 @@ def truncate_members(matrices: torch.Tensor, ranks: list[int]) -> None:
 def _float64_truncation(matrices: torch.Tensor, members: list[int], rank: int) -> list[int]:
     """Truncate `members` of `matrices` through the batched float64 route; returns those it left."""
     tall = matrices.shape[-2] > matrices.shape[-1]
-    wide = matrices[members].mT if tall else matrices[members]
+    chosen = matrices if len(members) == len(matrices) else matrices[members]
+    wide = chosen.mT if tall else chosen
     try:
         results, accepted = _float64_projections(wide.double(), rank, FAST_ROUTE_TOLERANCE)
     except torch.linalg.LinAlgError:  # e.g. a non-finite matrix: low_rank_approximation handles it
         return members
     if tall:
         results = results.mT
+    if all(accepted) and chosen is matrices:
+        matrices.copy_(results)
+        return []
     for member, result, ok in zip(members, results, accepted):
         if ok:
             matrices[member].copy_(result)
