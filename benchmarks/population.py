@@ -3,8 +3,9 @@
 For each registered optimizer, on the real mnist1d data (models.DataSpec() defaults) with the default
 MLP, batches of 100 and the optimizer's default hyperparameters, in one process with one thread: a
 single run of one epoch, and populations of 10 and of 30 members (seeds 1..k) of one epoch, each timed
-as a whole call (set-up, the epoch, validation). The three take turns, in an order rotated each repeat,
-and medians are compared. Ratio = population time / k / single-run time.
+as a whole call (set-up, the epoch, validation). The three take turns, in an order rotated each repeat;
+the ratio (population time / k / single-run time) is taken within each repeat, so that the load of a
+shared machine, which drifts, cancels, and the median over repeats is reported.
 
     python benchmarks/population.py [--repeats N]
 
@@ -40,7 +41,7 @@ def timed(function, *args) -> float:
 
 
 def measure(name: str, tensors: dict, repeats: int) -> dict:
-    """Median seconds of a single run and of each population size, timed in turns."""
+    """Seconds of a single run and of each population size per repeat, timed in turns."""
     runs = {"single": lambda: train(configs(name, 1)[0], tensors)}
     runs.update({count: (lambda count=count: train_population(configs(name, count), tensors)) for count in SIZES})
     for run in runs.values():  # warm-up
@@ -51,7 +52,7 @@ def measure(name: str, tensors: dict, repeats: int) -> dict:
         shift = repeat % len(keys)
         for key in keys[shift:] + keys[:shift]:
             times[key].append(timed(runs[key]))
-    return {key: statistics.median(values) for key, values in times.items()}
+    return times
 
 
 def main() -> None:
@@ -61,19 +62,21 @@ def main() -> None:
 
     torch.set_num_threads(1)
     tensors = as_tensors(load_data(DataSpec()))
-    print(f"Median of {args.repeats} interleaved repeats, 1 thread, MLP 40-100-100-10, batches of 100, "
+    print(f"Medians of {args.repeats} interleaved repeats, 1 thread, MLP 40-100-100-10, batches of 100, "
           f"{len(tensors['y_train'])} training samples, one epoch per call.\n")
     print("| optimizer | single run (ms) | k=10 per member (ms) | ratio k=10 | target | k=30 per member (ms) | ratio k=30 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     ratios = {}
     for name in optim.OPTIMIZERS:
-        medians = measure(name, tensors, args.repeats)
-        per_member = {count: medians[count] / count for count in SIZES}
-        ratio = {count: per_member[count] / medians["single"] for count in SIZES}
+        times = measure(name, tensors, args.repeats)
+        single = statistics.median(times["single"])
+        per_member = {count: statistics.median(times[count]) / count for count in SIZES}
+        ratio = {count: statistics.median(population / count / one for population, one in zip(times[count], times["single"]))
+                 for count in SIZES}
         ratios[name] = ratio[10]
         target = TARGETS.get(name, DEFAULT_TARGET)
         verdict = "" if ratio[10] <= target else " (over)"
-        print(f"| {name} | {medians['single'] * 1e3:.1f} | {per_member[10] * 1e3:.1f} | {ratio[10]:.2f}{verdict} | "
+        print(f"| {name} | {single * 1e3:.1f} | {per_member[10] * 1e3:.1f} | {ratio[10]:.2f}{verdict} | "
               f"<= {target:.2f} | {per_member[30] * 1e3:.1f} | {ratio[30]:.2f} |", flush=True)
     print(f"\nper_member_ratio_adam={ratios['adam']:.3f} per_member_ratio_max={max(ratios.values()):.3f}")
 

@@ -56,5 +56,5 @@ def population_logits(params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.
     for index, (weight, bias) in enumerate(layers):
         x = MemberLinear.apply(x, weight, bias)
         if index < len(layers) - 1:
-            x = torch.relu(x)
+            x = torch.relu_(x)  # in place: MemberLinear keeps its input, not its output
     return x
