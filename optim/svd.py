@@ -155,9 +155,13 @@ def _filtered_projections(
         if not pending:
             break
         index = torch.tensor(pending)
-        ritz = _ritz_pairs(a[index], _chebyshev_bases(double_x[index], basis[index], x_basis[index],
-                                                       [degrees[member] for member in pending]))
-        vectors[index], values[index], right[index] = ritz[:3]
+        take = (lambda tensor: tensor) if len(pending) == count else (lambda tensor: tensor[index])
+        ritz = _ritz_pairs(take(a), _chebyshev_bases(take(double_x), take(basis), take(x_basis),
+                                                     [degrees[member] for member in pending]))
+        if len(pending) == count:
+            vectors, values, right = ritz[:3]
+        else:
+            vectors[index], values[index], right[index] = ritz[:3]
         retry = []
         for position, member in enumerate(pending):
             estimate = _error_estimate(ritz[1][position].tolist(), ritz[3][position].tolist(), rank,
@@ -218,6 +222,8 @@ def _ritz_pairs(a: torch.Tensor, basis: torch.Tensor):
 def _chebyshev_bases(double_x: torch.Tensor, basis: torch.Tensor, x_basis: torch.Tensor,
                      degrees: list[int]) -> torch.Tensor:
     """_chebyshev_basis of each member, those of one degree together."""
+    if len(set(degrees)) == 1:
+        return _chebyshev_basis(double_x, basis, x_basis, degrees[0])
     result = torch.empty(basis.shape, dtype=torch.float64)
     for degree in sorted(set(degrees)):
         index = torch.tensor([member for member, member_degree in enumerate(degrees) if member_degree == degree])
