@@ -39,17 +39,17 @@ def align_members(grads: list[torch.Tensor], emas: list[torch.Tensor], betas: li
     With one member the tensors may also come without the member axis (the single run's, as they are).
     """
     count = len(betas)
-    flat_grads, flat_emas = member_rows(grads, count), member_rows(emas, count)
-    dots = [torch.dot(grad, ema) for grad, ema in zip(flat_grads, flat_emas)]
-    norms = torch._foreach_norm(flat_grads + flat_emas)
+    # vecdot rather than dot: BLAS's dot rounds differently where a member's row starts unaligned.
+    dots = [torch.linalg.vecdot(grad.view(count, -1), ema.view(count, -1)) for grad, ema in zip(grads, emas)]
+    norms = torch._foreach_norm(member_rows(grads, count) + member_rows(emas, count))
     # One transfer, then the few scalars are combined in Python rather than by tiny tensor ops.
-    numbers = torch.stack(dots + list(norms)).tolist()
-    pairs = len(dots)
+    numbers = torch.cat(dots + [torch.stack(norms)]).tolist()
+    pairs = len(norms) // 2
     scales = [clamped_cosine(*triple) for triple in zip(numbers, numbers[pairs : 2 * pairs], numbers[2 * pairs :])]
     if len(set(betas)) == 1:
         torch._foreach_lerp_(emas, grads, 1.0 - betas[0])
     else:
-        weights = 1.0 - torch.tensor(betas, dtype=grads[0].dtype)
+        weights = torch.tensor([1.0 - beta for beta in betas], dtype=grads[0].dtype)  # rounded as a scalar weight is
         for ema, grad in zip(emas, grads):
             ema.lerp_(grad, member_shaped(weights, ema))
     if count == 1:

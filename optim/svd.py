@@ -119,85 +119,14 @@ def _filtered_projection(
     sqrt(θ_i + τ). Inside them, the residuals couple y_i to an unwanted Ritz vector y_j to second order,
     |r_i| |r_j| / ((θ_i - τ)(θ_i - θ_j)), to which float64 rounding adds its own over θ_i - θ_j.
     """
-    result, accepted = _filtered_projections(a.unsqueeze(0), single.unsqueeze(0), rank, tolerance)
-    return result[0] if accepted[0] else None
-
-
-def _filtered_projections(
-    a: torch.Tensor, single: torch.Tensor, rank: int, tolerance: float
-) -> tuple[torch.Tensor, list[bool]]:
-    """_filtered_projection of each matrix of `a` ([K, rows, cols], wide, float64; `single` the same in
-    float32) at once: the truncations in float32, and for each whether it is accepted."""
-    count, rows, cols = a.shape
+    rows, cols = a.shape
     size = rank + SUBSPACE_OVERSAMPLING
-    gram = single @ single.mT
-    energies = gram.diagonal(dim1=-2, dim2=-1).sum(-1).tolist()
+    gram = single @ single.T
+    total_energy = gram.trace().item()
     basis = torch.linalg.qr(gram @ (gram @ _start_block(rows, size, a.device))).Q
     product = gram @ basis
-    quotients = [sorted(values, reverse=True) for values in torch.linalg.vecdot(basis, product, dim=-2).tolist()]
-    plans = [_filter_plan(values, energy, rank) for values, energy in zip(quotients, energies)]
-    accepted = [plan is not None for plan in plans]
-    # Members without a plan get harmless stand-ins, and are rejected.
-    bounds = [plan[0] if plan else 1.0 for plan in plans]
-    degrees = [plan[1] if plan else 1 for plan in plans]
-    b = torch.tensor(bounds, dtype=single.dtype).view(count, 1, 1)
-    # x = I - 2 M / b (its sign only flips signs); the Gram matrix is overwritten with 2x.
-    double_x = gram.mul_(-4 / b)
-    double_x.diagonal(dim1=-2, dim2=-1).add_(2)
-    x_basis = basis - product * (2 / b)
-    roundings = [(rows + cols) * torch.finfo(torch.float64).eps * energy for energy in energies]
-    vectors = torch.zeros(count, rows, size, dtype=torch.float64)
-    values = torch.zeros(count, size, dtype=torch.float64)
-    right = torch.zeros(count, cols, size, dtype=torch.float64)
-    taus = [0.0] * count
-    pending = [member for member in range(count) if accepted[member]]
-    for attempt in range(2):
-        if not pending:
-            break
-        index = torch.tensor(pending)
-        take = (lambda tensor: tensor) if len(pending) == count else (lambda tensor: tensor[index])
-        ritz = _ritz_pairs(take(a), _chebyshev_bases(take(double_x), take(basis), take(x_basis),
-                                                     [degrees[member] for member in pending]))
-        if len(pending) == count:
-            vectors, values, right = ritz[:3]
-        else:
-            vectors[index], values[index], right[index] = ritz[:3]
-        retry = []
-        for position, member in enumerate(pending):
-            estimate = _error_estimate(ritz[1][position].tolist(), ritz[3][position].tolist(), rank,
-                                       bounds[member], roundings[member])
-            if estimate is None or (attempt and estimate[0] > tolerance):
-                accepted[member] = False
-            elif estimate[0] > tolerance:
-                retry.append(member)
-            else:
-                taus[member] = estimate[1]
-        # Filter on from the Ritz vectors, the best basis at hand.
-        pending = retry
-        if pending:
-            index = torch.tensor(pending)
-            basis[index] = vectors[index].float()
-            x_basis[index] = torch.baddbmm(basis[index], double_x[index], basis[index], beta=0, alpha=0.5)
-            for member in pending:
-                degrees[member] = FILTER_RETRY_DEGREE
-
-    # τ I - M + Y Θ Yᵀ with M = (2 I - double_x) b / 4; built in float32, so τ is lowered by a bound on
-    # the rounding of the check.
-    ritz_vectors = vectors.float()
-    check = torch.baddbmm(double_x * (b / 4), ritz_vectors * values.float().unsqueeze(1), ritz_vectors.mT)
-    shifts = [tau - bound / 2 - 2 * (rows + cols) * torch.finfo(torch.float32).eps * energy
-              for tau, bound, energy in zip(taus, bounds, energies)]
-    check.diagonal(dim1=-2, dim2=-1).add_(torch.tensor(shifts, dtype=check.dtype).unsqueeze(1))
-    failed = torch.linalg.cholesky_ex(check, upper=True).info.tolist()  # upper: no transposing copy
-    accepted = [ok and not fail for ok, fail in zip(accepted, failed)]
-    top = slice(size - rank, size)
-    return ritz_vectors[..., top] @ right[..., top].mT.float(), accepted
-
-
-def _filter_plan(quotients: list[float], energy: float, rank: int) -> tuple[float, int] | None:
-    """The Chebyshev filter's bound b and degree for a block with Rayleigh quotients `quotients`
-    (descending), or None if the route cannot work."""
-    if not (math.isfinite(energy) and quotients[0] > 0):
+    quotients = sorted(torch.linalg.vecdot(basis, product, dim=0).tolist(), reverse=True)
+    if not (math.isfinite(total_energy) and quotients[0] > 0):
         return None
     b = max(quotients[-1], quotients[0] * 1e-4)  # kept away from zero for matrices of low rank
     # T_d grows like e^(d acosh(y)) at y = 2 λ / b - 1 > 1; the Rayleigh quotients estimate λ_k.
@@ -205,37 +134,48 @@ def _filter_plan(quotients: list[float], energy: float, rank: int) -> tuple[floa
     if growth <= 1:
         return None
     degree = math.ceil(FILTER_EFFORT / math.acosh(growth))
-    return (b, degree) if degree <= MAX_FILTER_DEGREE else None
+    if degree > MAX_FILTER_DEGREE:
+        return None
+    # x = I - 2 M / b (its sign only flips signs); the Gram matrix is overwritten with 2x.
+    double_x = gram.mul_(-4 / b)
+    double_x.diagonal().add_(2)
+    x_basis = torch.add(basis, product, alpha=-2 / b)
+    rounding = (rows + cols) * torch.finfo(torch.float64).eps * total_energy
+    for attempt in range(2):
+        basis = _chebyshev_basis(double_x, basis, x_basis, degree)
+        coords = basis.T @ a
+        values, rotation = torch.linalg.eigh(coords @ coords.T)  # ascending
+        vectors = basis @ rotation
+        right = coords.T @ rotation  # Aᵀ y_i
+        residuals = torch.linalg.vector_norm(torch.addmm(vectors * values, a, right, beta=-1), dim=0)
+        estimate = _error_estimate(values.tolist(), residuals.tolist(), rank, b, rounding)
+        if estimate is None:
+            return None
+        error, tau = estimate
+        if error <= tolerance:
+            break
+        if attempt:
+            return None
+        # Filter on from the Ritz vectors, the best basis at hand.
+        basis = vectors.float()
+        x_basis = torch.addmm(basis, double_x, basis, beta=0, alpha=0.5)
+        degree = FILTER_RETRY_DEGREE
 
-
-def _ritz_pairs(a: torch.Tensor, basis: torch.Tensor):
-    """Rayleigh-Ritz of A Aᵀ in each float64 `basis`: Ritz vectors, values (ascending), Aᵀ y_i, and
-    the residual norms |A Aᵀ y_i - θ_i y_i|."""
-    coords = basis.mT @ a
-    values, rotation = torch.linalg.eigh(coords @ coords.mT)  # ascending
-    vectors = basis @ rotation
-    right = coords.mT @ rotation  # Aᵀ y_i
-    residuals = torch.linalg.vector_norm(torch.baddbmm(vectors * values.unsqueeze(1), a, right, beta=-1), dim=-2)
-    return vectors, values, right, residuals
-
-
-def _chebyshev_bases(double_x: torch.Tensor, basis: torch.Tensor, x_basis: torch.Tensor,
-                     degrees: list[int]) -> torch.Tensor:
-    """_chebyshev_basis of each member, those of one degree together."""
-    if len(set(degrees)) == 1:
-        return _chebyshev_basis(double_x, basis, x_basis, degrees[0])
-    result = torch.empty(basis.shape, dtype=torch.float64)
-    for degree in sorted(set(degrees)):
-        index = torch.tensor([member for member, member_degree in enumerate(degrees) if member_degree == degree])
-        result[index] = _chebyshev_basis(double_x[index], basis[index], x_basis[index], degree)
-    return result
+    # τ I - M + Y Θ Yᵀ with M = (2 I - double_x) b / 4; built in float32, so τ is lowered by a bound on
+    # the rounding of the check.
+    ritz = vectors.float()
+    check = torch.addmm(double_x, ritz * values.float(), ritz.T, beta=b / 4)
+    check.diagonal().add_(tau - b / 2 - 2 * (rows + cols) * torch.finfo(torch.float32).eps * total_energy)
+    if torch.linalg.cholesky_ex(check, upper=True).info.item():  # upper: no transposing copy
+        return None
+    top = slice(size - rank, size)
+    return ritz[:, top] @ right[:, top].T.float()
 
 
 def _chebyshev_basis(
     double_x: torch.Tensor, basis: torch.Tensor, x_basis: torch.Tensor, degree: int
 ) -> torch.Tensor:
-    """An orthonormal float64 basis of T_degree(x) `basis`, given double_x = 2x and x_basis = x `basis`
-    (each [K, ...], one per member).
+    """An orthonormal float64 basis of T_degree(x) `basis`, given double_x = 2x and x_basis = x `basis`.
 
     T_{j+1} = 2x T_j - T_{j-1}. Every 4 degrees at most the block is orthonormalised and the polynomial
     restarted, before the largest eigenvalues swamp the wanted ones in float32.
@@ -244,10 +184,10 @@ def _chebyshev_basis(
     for index in range(count):
         if index:
             basis = torch.linalg.qr(current).Q
-            x_basis = torch.baddbmm(basis, double_x, basis, beta=0, alpha=0.5)
+            x_basis = torch.addmm(basis, double_x, basis, beta=0, alpha=0.5)
         previous, current = basis, x_basis
         for _ in range((degree + index) // count - 1):
-            previous, current = current, torch.baddbmm(previous, double_x, current, beta=-1)
+            previous, current = current, torch.addmm(previous, double_x, current, beta=-1)
     return torch.linalg.qr(current.double()).Q
 
 
@@ -293,9 +233,10 @@ def _float64_projections(a: torch.Tensor, rank: int, tolerance: float) -> tuple[
     which to first order moves the truncation by at most that over the singular-value gap σ_k - σ_{k+1}.
     """
     rows, cols = a.shape[-2:]
-    eigenvalues, eigenvectors = torch.linalg.eigh(a @ a.mT)  # ascending
+    # bmm: `@` would copy transposed batched operands.
+    eigenvalues, eigenvectors = torch.linalg.eigh(torch.bmm(a, a.mT))  # ascending
     top = eigenvectors[..., rows - rank :]
-    result = top @ (top.mT @ a)
+    result = torch.bmm(top, torch.bmm(top.mT, a))
     accepted = []
     for values in eigenvalues.tolist():
         squared = [max(value, 0.0) for value in values]
@@ -372,30 +313,27 @@ def truncate_members(matrices: torch.Tensor, ranks: list[int]) -> None:
     """Replace each member's matrix (`matrices` is [K, rows, cols]) by its rank-ranks[k] truncation,
     in place, as low_rank_approximation computes it; a rank >= min(rows, cols) leaves it alone.
 
-    Several members of one rank go through low_rank_approximation's fast route together, batched (the
-    float64 or the subspace-iteration route); the others, and any it does not accept, one by one.
+    Several members that low_rank_approximation would send down the float64 route go through it
+    together, batched; the others, and any the batched route does not accept, one by one.
     """
     rows, cols = matrices.shape[-2:]
     for rank in sorted(set(ranks)):
         members = [member for member, member_rank in enumerate(ranks) if member_rank == rank]
         if rank >= min(rows, cols):
             continue
-        if len(members) > 1 and fast_route(min(rows, cols), rank, matrices.dtype) != "refined":
-            members = _batched_truncation(matrices, members, rank)
+        if len(members) > 1 and fast_route(min(rows, cols), rank, matrices.dtype) == "float64":
+            members = _float64_truncation(matrices, members, rank)
         for member in members:
             matrices[member].copy_(low_rank_approximation(matrices[member], rank))
 
 
-def _batched_truncation(matrices: torch.Tensor, members: list[int], rank: int) -> list[int]:
-    """Truncate `members` of `matrices` through a batched fast route; returns those it did not accept."""
+def _float64_truncation(matrices: torch.Tensor, members: list[int], rank: int) -> list[int]:
+    """Truncate `members` of `matrices` through the batched float64 route; returns those it left."""
     tall = matrices.shape[-2] > matrices.shape[-1]
     chosen = matrices if len(members) == len(matrices) else matrices[members]
     wide = chosen.mT if tall else chosen
     try:
-        if fast_route(wide.shape[-2], rank, wide.dtype) == "filtered":
-            results, accepted = _filtered_projections(wide.double(), wide.float(), rank, FAST_ROUTE_TOLERANCE)
-        else:
-            results, accepted = _float64_projections(wide.double(), rank, FAST_ROUTE_TOLERANCE)
+        results, accepted = _float64_projections(wide.double(), rank, FAST_ROUTE_TOLERANCE)
     except torch.linalg.LinAlgError:  # e.g. a non-finite matrix: low_rank_approximation handles it
         return members
     if tall:
