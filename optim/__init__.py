@@ -51,7 +51,6 @@ def build_optimizer(name: str, params, lr: float, **hparams: Any) -> torch.optim
     return OPTIMIZERS[name](params, lr=lr, **hparams)
 
 
-
 def build_population(name: str, params: list[torch.Tensor], lrs: list[float],
                      hparams: list[dict[str, Any]]) -> PopulationAdam:
     """The optimizer `name` over a population: `params` stacked on a leading member axis [K, ...],

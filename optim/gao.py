@@ -29,8 +29,8 @@ def clamped_cosine(dot: float, grad_norm: float, ema_norm: float) -> float:
 def member_rows(tensors: list[torch.Tensor], count: int) -> list[torch.Tensor]:
     """Each member's part of each tensor, flattened: tensor-major, then member."""
     if count == 1:  # fewer view operations per step for the single run
-        return [tensor.view(-1) for tensor in tensors]
-    return [row for tensor in tensors for row in tensor.view(count, -1).unbind()]
+        return [tensor.reshape(-1) for tensor in tensors]
+    return [row for tensor in tensors for row in tensor.reshape(count, -1).unbind()]
 
 
 def align_members(grads: list[torch.Tensor], emas: list[torch.Tensor], betas: list[float]) -> None:
@@ -40,7 +40,7 @@ def align_members(grads: list[torch.Tensor], emas: list[torch.Tensor], betas: li
     """
     count = len(betas)
     # vecdot rather than dot: BLAS's dot rounds differently where a member's row starts unaligned.
-    dots = [torch.linalg.vecdot(grad.view(count, -1), ema.view(count, -1)) for grad, ema in zip(grads, emas)]
+    dots = [torch.linalg.vecdot(grad.reshape(count, -1), ema.reshape(count, -1)) for grad, ema in zip(grads, emas)]
     norms = torch._foreach_norm(member_rows(grads, count) + member_rows(emas, count))
     # One transfer, then the few scalars are combined in Python rather than by tiny tensor ops.
     numbers = torch.cat(dots + [torch.stack(norms)]).tolist()

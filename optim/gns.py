@@ -22,7 +22,7 @@ from .base import GradientTransformWrapper, real_number
 def member_grad_norms(grads: list[torch.Tensor], count: int) -> torch.Tensor:
     """The L2 norm [K] of each of `count` members' gradients (each [K, ...]) taken together; with one
     member the tensors may also come without the member axis (the single run's, as they are)."""
-    return torch.linalg.vector_norm(torch.cat([grad.view(count, -1) for grad in grads], dim=1), dim=1)
+    return torch.linalg.vector_norm(torch.cat([grad.reshape(count, -1) for grad in grads], dim=1), dim=1)
 
 
 def scaled_lr(lr, grad_norm, norm_eps):

@@ -23,7 +23,7 @@ def low_rank_flat_members(grads: list[torch.Tensor], ranks: list[int]) -> None:
     flattened together, padded and made square, are replaced by their rank-ranks[k] version. With one
     member the tensors may also come without the member axis (the single run's, as they are)."""
     count = len(ranks)
-    rows = [grad.view(count, -1) for grad in grads]
+    rows = [grad.reshape(count, -1) for grad in grads]
     length = sum(row.shape[1] for row in rows)
     side = math.isqrt(length - 1) + 1  # ceil(sqrt(length)) without float rounding
     if all(rank >= side for rank in ranks):
@@ -32,7 +32,7 @@ def low_rank_flat_members(grads: list[torch.Tensor], ranks: list[int]) -> None:
     matrices = torch.cat(rows + [padding], dim=1).view(count, side, side)
     truncate_members(matrices, ranks)
     chunks = matrices.view(count, -1)[:, :length].split([row.shape[1] for row in rows], dim=1)
-    torch._foreach_copy_(rows, chunks)
+    torch._foreach_copy_(grads, [chunk.reshape(grad.shape) for chunk, grad in zip(chunks, grads)])
 
 
 class LRGAdam(LowRankWrapper):
