@@ -1,6 +1,7 @@
 """Optimizer registry: the optimizers of the five seed write-ups, each wrapping Adam, plus plain Adam.
 
-Other code reaches optimizers only through `build_optimizer`, `OPTIMIZERS` and `HPARAMS`.
+Other code reaches optimizers only through `build_optimizer`, `build_population`, `OPTIMIZERS` and
+`HPARAMS`.
 """
 
 from typing import Any
@@ -12,6 +13,7 @@ from .cgi import CyclicalGradientInversion
 from .gao import GradientAlignmentOptimizer
 from .gns import GNSAdam
 from .lrg import LRGAdam
+from .population import PopulationAdam
 from .svd import SVDGradientOptimizer, low_rank_approximation
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -49,9 +51,26 @@ def build_optimizer(name: str, params, lr: float, **hparams: Any) -> torch.optim
     return OPTIMIZERS[name](params, lr=lr, **hparams)
 
 
+def build_population(name: str, params: list[torch.Tensor], lrs: list[float],
+                     hparams: list[dict[str, Any]]) -> PopulationAdam:
+    """The optimizer `name` over a population: `params` stacked on a leading member axis [K, ...],
+    member k with lr lrs[k] and hyperparameters hparams[k] (defaults filled in as build_optimizer does)."""
+    members = [validated_member(name, lr, member) for lr, member in zip(lrs, hparams, strict=True)]
+    stacked = {key: [member[key] for member in members] for key in HPARAMS[name]}
+    transform = getattr(OPTIMIZERS[name], "transform_members", None)  # None: plain Adam
+    return PopulationAdam(params, [float(lr) for lr in lrs], stacked, transform)
+
+
+def validated_member(name: str, lr: float, hparams: dict[str, Any]) -> dict[str, Any]:
+    """One member's hyperparameters, checked and normalised exactly as a single run's would be."""
+    group = build_optimizer(name, [torch.zeros(1, requires_grad=True)], lr, **hparams).param_groups[0]
+    return {key: group[key] for key in HPARAMS[name]}
+
+
 __all__ = [
     "HPARAMS",
     "OPTIMIZERS",
+    "PopulationAdam",
     "CyclicalGradientInversion",
     "GNSAdam",
     "GradientAlignmentOptimizer",
@@ -59,5 +78,6 @@ __all__ = [
     "LRGAdam",
     "SVDGradientOptimizer",
     "build_optimizer",
+    "build_population",
     "low_rank_approximation",
 ]

@@ -37,8 +37,24 @@ def real_number(name: str, value: Any, requirement: str, is_valid: Callable[[flo
     return float(value)
 
 
+def member_shaped(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-member `values` of shape [K] viewed as [K, 1, ..., 1], to broadcast over `like` ([K, ...])."""
+    return values.view(-1, *[1] * (like.dim() - 1))
+
+
+def members_of(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """A single run's tensors as a population of one: views with a leading member axis of size 1."""
+    return [tensor.unsqueeze(0) for tensor in tensors]
+
+
 class GradientTransformWrapper(Optimizer):
-    """Base for wrappers: subclasses override `transform_gradients`, or `transformed_step` for more."""
+    """Base for wrappers: subclasses override `transform_gradients`, or `transformed_step` for more.
+
+    A wrapper's rule is written once on tensors with a leading member axis (K members, each its own
+    run); the single run applies it with K = 1, to its gradients viewed with a member axis (`members_of`)
+    or, where the rule says it needs none for one member, as they are (cheaper per step).
+    `transform_members` applies it to a population, as optim.population.PopulationAdam calls it.
+    """
 
     def __init__(
         self,
@@ -110,6 +126,15 @@ class GradientTransformWrapper(Optimizer):
 
     def transform_gradients(self) -> None:
         """Rewrite each parameter's `.grad` in place."""
+        raise NotImplementedError
+
+    @staticmethod
+    def transform_members(
+        grads: list[torch.Tensor], lrs: torch.Tensor, hparams: Mapping[str, list], state: dict[str, Any]
+    ) -> torch.Tensor:
+        """Rewrite the population's gradients (each [K, ...]) in place, member by member; return the
+        members' lrs [K] for this step. `hparams` holds each hyperparameter as a list of K values;
+        `state` is the rule's own, kept between steps (lists or tensors with K entries on axis 0)."""
         raise NotImplementedError
 
     def grads_of(self, group: Mapping[str, Any]) -> list[torch.Tensor]:

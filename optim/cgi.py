@@ -5,7 +5,8 @@ minima and explore the loss landscape, leading to a better final solution.
 
 Calls of step() are counted from 1 per param group (the count is kept in the group as "cgi_step", so it
 is checkpointed); on every step t with t % inversion_frequency == 0 the group's gradients are negated
-before the base step; all other steps are plain base-optimizer steps.
+before the base step; all other steps are plain base-optimizer steps. In a population each member
+counts its own steps.
 """
 
 from collections.abc import Mapping
@@ -13,7 +14,20 @@ from typing import Any
 
 import torch
 
-from .base import GradientTransformWrapper, positive_int
+from .base import GradientTransformWrapper, member_shaped, positive_int
+
+
+def invert_members(grads: list[torch.Tensor], steps: list[int], frequencies: list[int]) -> None:
+    """Negate member k's gradients (each [K, ...]) when steps[k] % frequencies[k] == 0.
+
+    With one member the tensors may also come without the member axis (the single run's, as they are).
+    """
+    inverted = [step % frequency == 0 for step, frequency in zip(steps, frequencies)]
+    if all(inverted):
+        torch._foreach_neg_(grads)
+    elif any(inverted):
+        signs = torch.tensor([-1.0 if flip else 1.0 for flip in inverted], dtype=grads[0].dtype)
+        torch._foreach_mul_(grads, [member_shaped(signs, grad) for grad in grads])
 
 
 class CyclicalGradientInversion(GradientTransformWrapper):
@@ -33,7 +47,13 @@ class CyclicalGradientInversion(GradientTransformWrapper):
     def transform_gradients(self) -> None:
         for group in self.param_groups:
             group["cgi_step"] = group.get("cgi_step", 0) + 1
-            if group["cgi_step"] % group["inversion_frequency"] == 0:
-                grads = self.grads_of(group)
-                if grads:
-                    torch._foreach_neg_(grads)
+            grads = self.grads_of(group)
+            if grads:
+                invert_members(grads, [group["cgi_step"]], [group["inversion_frequency"]])
+
+    @staticmethod
+    def transform_members(grads, lrs, hparams, state):
+        frequencies = hparams["inversion_frequency"]
+        state["cgi_step"] = [step + 1 for step in state.get("cgi_step", [0] * len(frequencies))]
+        invert_members(grads, state["cgi_step"], frequencies)
+        return lrs

@@ -6,7 +6,8 @@ faster convergence than a fixed learning rate.
 
 Each step the total L2 norm |g| over all gradients of all groups is computed; the base step runs with
 each group's lr set to lr / (|g| + norm_eps), and afterwards each group's lr is restored, so lr
-schedulers keep acting on the unscaled lr.
+schedulers keep acting on the unscaled lr. In a population each member's lr is scaled by its own
+gradients' norm.
 """
 
 import math
@@ -16,6 +17,17 @@ from typing import Any
 import torch
 
 from .base import GradientTransformWrapper, real_number
+
+
+def member_grad_norms(grads: list[torch.Tensor], count: int) -> torch.Tensor:
+    """The L2 norm [K] of each of `count` members' gradients (each [K, ...]) taken together; with one
+    member the tensors may also come without the member axis (the single run's, as they are)."""
+    return torch.linalg.vector_norm(torch.cat([grad.reshape(count, -1) for grad in grads], dim=1), dim=1)
+
+
+def scaled_lr(lr, grad_norm, norm_eps):
+    """The write-up's rule, for floats or per-member tensors alike."""
+    return lr / (grad_norm + norm_eps)
 
 
 class GNSAdam(GradientTransformWrapper):
@@ -38,12 +50,17 @@ class GNSAdam(GradientTransformWrapper):
         if not grads:
             self.base_optimizer.step()
             return
-        total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).item()
+        total_norm = member_grad_norms(grads, 1).item()
         own_lrs = [group["lr"] for group in self.param_groups]
         for group in self.param_groups:
-            group["lr"] = group["lr"] / (total_norm + group["norm_eps"])
+            group["lr"] = scaled_lr(group["lr"], total_norm, group["norm_eps"])
         try:
             self.base_optimizer.step()
         finally:
             for group, lr in zip(self.param_groups, own_lrs):
                 group["lr"] = lr
+
+    @staticmethod
+    def transform_members(grads, lrs, hparams, state):
+        norm_eps = torch.tensor(hparams["norm_eps"], dtype=lrs.dtype)
+        return scaled_lr(lrs, member_grad_norms(grads, len(lrs)).to(lrs.dtype), norm_eps)

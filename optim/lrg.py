@@ -7,25 +7,32 @@ All gradients (params in param_groups order, skipping those without a gradient) 
 concatenated into one vector of length N; n = ceil(sqrt(N)); the vector is zero-padded to n², reshaped
 row-major to n x n, replaced by its truncated SVD of rank `rank` (the fast route of svd.py, within 1e-4
 of the exact reconstruction), and the first N values are written back into the gradients; then the base
-optimizer steps. rank >= n leaves the gradients unchanged.
+optimizer steps. rank >= n leaves the gradients unchanged. In a population each member's gradients
+make their own matrix.
 """
 
 import math
 
 import torch
 
-from .svd import LowRankWrapper, low_rank_approximation
+from .svd import LowRankWrapper, truncate_members
 
 
-def low_rank_flat_gradient(grads: list[torch.Tensor], rank: int) -> torch.Tensor | None:
-    """The rank-`rank` version of the concatenated gradients as one flat vector, or None if unchanged."""
-    length = sum(grad.numel() for grad in grads)
+def low_rank_flat_members(grads: list[torch.Tensor], ranks: list[int]) -> None:
+    """lrg's rule on gradients with a leading member axis (each [K, ...]), in place: member k's gradients,
+    flattened together, padded and made square, are replaced by their rank-ranks[k] version. With one
+    member the tensors may also come without the member axis (the single run's, as they are)."""
+    count = len(ranks)
+    rows = [grad.reshape(count, -1) for grad in grads]
+    length = sum(row.shape[1] for row in rows)
     side = math.isqrt(length - 1) + 1  # ceil(sqrt(length)) without float rounding
-    if rank >= side:
-        return None
-    padding = grads[0].new_zeros(side * side - length)
-    padded = torch.cat([grad.reshape(-1) for grad in grads] + [padding])
-    return low_rank_approximation(padded.view(side, side), rank).view(-1)[:length]
+    if all(rank >= side for rank in ranks):
+        return
+    padding = rows[0].new_zeros(count, side * side - length)
+    matrices = torch.cat(rows + [padding], dim=1).view(count, side, side)
+    truncate_members(matrices, ranks)
+    chunks = matrices.view(count, -1)[:, :length].split([row.shape[1] for row in rows], dim=1)
+    torch._foreach_copy_(grads, [chunk.reshape(grad.shape) for chunk, grad in zip(chunks, grads)])
 
 
 class LRGAdam(LowRankWrapper):
@@ -38,8 +45,9 @@ class LRGAdam(LowRankWrapper):
         grads = self.all_grads()
         if not grads:
             return
-        low_rank = low_rank_flat_gradient(grads, ranks.pop())
-        if low_rank is None:
-            return
-        chunks = low_rank.split([grad.numel() for grad in grads])
-        torch._foreach_copy_(grads, [chunk.view_as(grad) for chunk, grad in zip(chunks, grads)])
+        low_rank_flat_members(grads, [ranks.pop()])
+
+    @staticmethod
+    def transform_members(grads, lrs, hparams, state):
+        low_rank_flat_members(grads, hparams["rank"])
+        return lrs

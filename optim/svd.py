@@ -4,7 +4,8 @@ The write-up hypothesised that much of a gradient's complexity is noise, so reco
 gradient matrix from only its top-k singular values gives a "denoised" gradient that improves training.
 
 Every 2-D gradient is replaced by its best rank-`rank` approximation (truncated SVD); gradients of other
-shapes, and any with `rank` >= min(shape), are left alone; then the base optimizer steps.
+shapes, and any with `rank` >= min(shape), are left alone; then the base optimizer steps. In a
+population each member's matrices are truncated on their own, with the member's rank.
 This module also holds the fast truncated-SVD reconstruction shared with lrg.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .base import GradientTransformWrapper, positive_int
+from .base import GradientTransformWrapper, members_of, positive_int
 
 # Largest estimated relative (Frobenius) error of a fast route before the exact SVD is used instead;
 # ten times below the 1e-4 the optimizers promise, because the estimates are partly first-order.
@@ -64,10 +65,11 @@ def low_rank_approximation(
     if rows > cols:
         return low_rank_approximation(matrix.T, rank, tolerance).T
     a = matrix.double()
+    route = fast_route(rows, rank, matrix.dtype)
     try:
-        if FILTERED_MIN_ROWS <= rows and 2 * (rank + SUBSPACE_OVERSAMPLING) <= rows:
+        if route == "filtered":
             result = _filtered_projection(a, matrix.float(), rank, tolerance)
-        elif rows <= FLOAT64_EIGH_MAX_ROWS or matrix.dtype == torch.float64:
+        elif route == "float64":
             result = _float64_projection(a, rank, tolerance)
         else:
             result = _refined_projection(a, rank, tolerance)
@@ -78,6 +80,15 @@ def low_rank_approximation(
             return matrix.clone()
         return exact_low_rank_approximation(matrix, rank)
     return result.to(matrix.dtype)
+
+
+def fast_route(rows: int, rank: int, dtype: torch.dtype) -> str:
+    """Which fast route low_rank_approximation takes for a wide matrix with `rows` rows."""
+    if FILTERED_MIN_ROWS <= rows and 2 * (rank + SUBSPACE_OVERSAMPLING) <= rows:
+        return "filtered"
+    if rows <= FLOAT64_EIGH_MAX_ROWS or dtype == torch.float64:
+        return "float64"
+    return "refined"
 
 
 def _start_block(rows: int, size: int, device: torch.device) -> torch.Tensor:
@@ -108,14 +119,120 @@ def _filtered_projection(
     sqrt(θ_i + τ). Inside them, the residuals couple y_i to an unwanted Ritz vector y_j to second order,
     |r_i| |r_j| / ((θ_i - τ)(θ_i - θ_j)), to which float64 rounding adds its own over θ_i - θ_j.
     """
-    rows, cols = a.shape
+    result, accepted = _filtered_projections(a, single, rank, tolerance)
+    return result if accepted[0] else None
+
+
+def _filtered_projections(
+    a: torch.Tensor, single: torch.Tensor, rank: int, tolerance: float
+) -> tuple[torch.Tensor, list[bool]]:
+    """_filtered_projection of one matrix ([rows, cols]) or of a batch ([K, rows, cols]) at once: the
+    truncations (float32) and whether each is accepted. One matrix runs on 2-D operations, as cheap as
+    a route written for it alone; a batch runs each step for all its matrices together."""
+    rows, cols = a.shape[-2:]
     size = rank + SUBSPACE_OVERSAMPLING
-    gram = single @ single.T
-    total_energy = gram.trace().item()
-    basis = torch.linalg.qr(gram @ (gram @ _start_block(rows, size, a.device))).Q
-    product = gram @ basis
-    quotients = sorted(torch.linalg.vecdot(basis, product, dim=0).tolist(), reverse=True)
-    if not (math.isfinite(total_energy) and quotients[0] > 0):
+    gram = _mm(single, single.mT)
+    basis = torch.linalg.qr(_mm(gram, gram @ _start_block(rows, size, a.device))).Q
+    product = _mm(gram, basis)
+    # One transfer: each matrix's energy (the Gram matrix's trace) and the block's Rayleigh quotients.
+    numbers = torch.cat([gram.diagonal(dim1=-2, dim2=-1).sum(-1).reshape(-1, 1),
+                         torch.linalg.vecdot(basis, product, dim=-2).reshape(-1, size)], dim=1).tolist()
+    energies = [row[0] for row in numbers]
+    plans = [_filter_plan(sorted(row[1:], reverse=True), row[0], rank) for row in numbers]
+    accepted = [plan is not None for plan in plans]
+    if not any(accepted):
+        return single, accepted
+    bounds = [plan[0] if plan else 1.0 for plan in plans]  # a stand-in where there is no plan
+    degrees = [plan[1] if plan else 1 for plan in plans]
+    # x = I - 2 M / b (its sign only flips signs); the Gram matrix is overwritten with 2x.
+    double_x = gram.mul_(_per_matrix([-4 / bound for bound in bounds], gram))
+    double_x.diagonal(dim1=-2, dim2=-1).add_(2)
+    x_basis = _add_scaled(basis, product, _per_matrix([-2 / bound for bound in bounds], basis))
+    roundings = [(rows + cols) * torch.finfo(torch.float64).eps * energy for energy in energies]
+    count = len(plans)
+    vectors = values = right = None
+    taus = [0.0] * count
+    pending = [member for member in range(count) if accepted[member]]
+    for attempt in range(2):
+        if not pending:
+            break
+        everyone = len(pending) == count
+        index = None if everyone else torch.tensor(pending)
+        take = (lambda tensor: tensor) if everyone else (lambda tensor: tensor[index])
+        ritz = _ritz_pairs(take(a), _chebyshev_bases(take(double_x), take(basis), take(x_basis),
+                                                     [degrees[member] for member in pending]))
+        if everyone:
+            vectors, values, right = ritz[:3]
+        else:
+            if vectors is None:
+                vectors, values, right = (torch.zeros((count, *part.shape[1:]), dtype=part.dtype) for part in ritz[:3])
+            vectors[index], values[index], right[index] = ritz[:3]
+        retry = []
+        member_values, member_residuals = (part.reshape(len(pending), -1).tolist() for part in (ritz[1], ritz[3]))
+        for member, ritz_values, residuals in zip(pending, member_values, member_residuals):
+            estimate = _error_estimate(ritz_values, residuals, rank, bounds[member], roundings[member])
+            if estimate is None or (attempt and estimate[0] > tolerance):
+                accepted[member] = False
+            elif estimate[0] > tolerance:
+                retry.append(member)
+            else:
+                taus[member] = estimate[1]
+        # Filter on from the Ritz vectors, the best basis at hand.
+        pending = retry
+        if len(pending) == count:
+            basis = vectors.float()
+            x_basis = _addmm(basis, double_x, basis, beta=0, alpha=0.5)
+        elif pending:
+            index = torch.tensor(pending)
+            basis[index] = vectors[index].float()
+            x_basis[index] = _addmm(basis[index], double_x[index], basis[index], beta=0, alpha=0.5)
+        for member in pending:
+            degrees[member] = FILTER_RETRY_DEGREE
+
+    # τ I - M + Y Θ Yᵀ with M = (2 I - double_x) b / 4; built in float32, so τ is lowered by a bound on
+    # the rounding of the check.
+    ritz_vectors = vectors.float()
+    check = _addmm(double_x, ritz_vectors * values.float().unsqueeze(-2), ritz_vectors.mT,
+                   beta=_per_matrix([bound / 4 for bound in bounds], double_x))
+    shifts = [tau - bound / 2 - 2 * (rows + cols) * torch.finfo(torch.float32).eps * energy
+              for tau, bound, energy in zip(taus, bounds, energies)]
+    check.diagonal(dim1=-2, dim2=-1).add_(_per_matrix(shifts, check, trailing=1))
+    failed = torch.linalg.cholesky_ex(check, upper=True).info.reshape(-1).tolist()  # upper: no transposing copy
+    accepted = [ok and not fail for ok, fail in zip(accepted, failed)]
+    top = slice(size - rank, size)
+    return _mm(ritz_vectors[..., top], right[..., top].mT.float()), accepted
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b for matrices or batches; bmm, as `@` would copy transposed batched operands."""
+    return torch.mm(a, b) if a.dim() == 2 else torch.bmm(a, b)
+
+
+def _addmm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta=1.0, alpha=1.0) -> torch.Tensor:
+    """beta c + alpha a b for matrices or batches; a batch's beta may be a per-matrix tensor."""
+    if a.dim() == 2:
+        return torch.addmm(c, a, b, beta=beta, alpha=alpha)
+    if isinstance(beta, torch.Tensor):
+        c, beta = c * beta, 1.0
+    return torch.baddbmm(c, a, b, beta=beta, alpha=alpha)
+
+
+def _add_scaled(c: torch.Tensor, a: torch.Tensor, factor) -> torch.Tensor:
+    """c + factor a, with a float factor or a per-matrix tensor."""
+    return torch.addcmul(c, a, factor) if isinstance(factor, torch.Tensor) else torch.add(c, a, alpha=factor)
+
+
+def _per_matrix(values: list[float], like: torch.Tensor, trailing: int = 2):
+    """One value per matrix: a float for a single matrix, else a [K, 1, ...] tensor (`trailing` ones)."""
+    if like.dim() == 2:
+        return values[0]
+    return torch.tensor(values, dtype=like.dtype).view(-1, *[1] * trailing)
+
+
+def _filter_plan(quotients: list[float], energy: float, rank: int) -> tuple[float, int] | None:
+    """The Chebyshev filter's bound b and degree for a block with Rayleigh quotients `quotients`
+    (descending), or None if the route cannot work."""
+    if not (math.isfinite(energy) and quotients[0] > 0):
         return None
     b = max(quotients[-1], quotients[0] * 1e-4)  # kept away from zero for matrices of low rank
     # T_d grows like e^(d acosh(y)) at y = 2 λ / b - 1 > 1; the Rayleigh quotients estimate λ_k.
@@ -123,48 +240,37 @@ def _filtered_projection(
     if growth <= 1:
         return None
     degree = math.ceil(FILTER_EFFORT / math.acosh(growth))
-    if degree > MAX_FILTER_DEGREE:
-        return None
-    # x = I - 2 M / b (its sign only flips signs); the Gram matrix is overwritten with 2x.
-    double_x = gram.mul_(-4 / b)
-    double_x.diagonal().add_(2)
-    x_basis = torch.add(basis, product, alpha=-2 / b)
-    rounding = (rows + cols) * torch.finfo(torch.float64).eps * total_energy
-    for attempt in range(2):
-        basis = _chebyshev_basis(double_x, basis, x_basis, degree)
-        coords = basis.T @ a
-        values, rotation = torch.linalg.eigh(coords @ coords.T)  # ascending
-        vectors = basis @ rotation
-        right = coords.T @ rotation  # Aᵀ y_i
-        residuals = torch.linalg.vector_norm(torch.addmm(vectors * values, a, right, beta=-1), dim=0)
-        estimate = _error_estimate(values.tolist(), residuals.tolist(), rank, b, rounding)
-        if estimate is None:
-            return None
-        error, tau = estimate
-        if error <= tolerance:
-            break
-        if attempt:
-            return None
-        # Filter on from the Ritz vectors, the best basis at hand.
-        basis = vectors.float()
-        x_basis = torch.addmm(basis, double_x, basis, beta=0, alpha=0.5)
-        degree = FILTER_RETRY_DEGREE
+    return (b, degree) if degree <= MAX_FILTER_DEGREE else None
 
-    # τ I - M + Y Θ Yᵀ with M = (2 I - double_x) b / 4; built in float32, so τ is lowered by a bound on
-    # the rounding of the check.
-    ritz = vectors.float()
-    check = torch.addmm(double_x, ritz * values.float(), ritz.T, beta=b / 4)
-    check.diagonal().add_(tau - b / 2 - 2 * (rows + cols) * torch.finfo(torch.float32).eps * total_energy)
-    if torch.linalg.cholesky_ex(check, upper=True).info.item():  # upper: no transposing copy
-        return None
-    top = slice(size - rank, size)
-    return ritz[:, top] @ right[:, top].T.float()
+
+def _ritz_pairs(a: torch.Tensor, basis: torch.Tensor):
+    """Rayleigh-Ritz of A Aᵀ in the float64 `basis`: Ritz vectors, values (ascending), Aᵀ y_i, and the
+    residual norms |A Aᵀ y_i - θ_i y_i|."""
+    coords = _mm(basis.mT, a)
+    values, rotation = torch.linalg.eigh(_mm(coords, coords.mT))  # ascending
+    vectors = _mm(basis, rotation)
+    right = _mm(coords.mT, rotation)  # Aᵀ y_i
+    residuals = torch.linalg.vector_norm(_addmm(vectors * values.unsqueeze(-2), a, right, beta=-1), dim=-2)
+    return vectors, values, right, residuals
+
+
+def _chebyshev_bases(double_x: torch.Tensor, basis: torch.Tensor, x_basis: torch.Tensor,
+                     degrees: list[int]) -> torch.Tensor:
+    """_chebyshev_basis of each matrix, those of one degree together."""
+    if len(set(degrees)) == 1:
+        return _chebyshev_basis(double_x, basis, x_basis, degrees[0])
+    result = torch.empty(basis.shape, dtype=torch.float64)
+    for degree in sorted(set(degrees)):
+        index = torch.tensor([member for member, member_degree in enumerate(degrees) if member_degree == degree])
+        result[index] = _chebyshev_basis(double_x[index], basis[index], x_basis[index], degree)
+    return result
 
 
 def _chebyshev_basis(
     double_x: torch.Tensor, basis: torch.Tensor, x_basis: torch.Tensor, degree: int
 ) -> torch.Tensor:
-    """An orthonormal float64 basis of T_degree(x) `basis`, given double_x = 2x and x_basis = x `basis`.
+    """An orthonormal float64 basis of T_degree(x) `basis`, given double_x = 2x and x_basis = x `basis`
+    (matrices, or batches of them).
 
     T_{j+1} = 2x T_j - T_{j-1}. Every 4 degrees at most the block is orthonormalised and the polynomial
     restarted, before the largest eigenvalues swamp the wanted ones in float32.
@@ -173,10 +279,10 @@ def _chebyshev_basis(
     for index in range(count):
         if index:
             basis = torch.linalg.qr(current).Q
-            x_basis = torch.addmm(basis, double_x, basis, beta=0, alpha=0.5)
+            x_basis = _addmm(basis, double_x, basis, beta=0, alpha=0.5)
         previous, current = basis, x_basis
         for _ in range((degree + index) // count - 1):
-            previous, current = current, torch.addmm(previous, double_x, current, beta=-1)
+            previous, current = current, _addmm(previous, double_x, current, beta=-1)
     return torch.linalg.qr(current.double()).Q
 
 
@@ -209,22 +315,30 @@ def _error_estimate(
 
 def _float64_projection(a: torch.Tensor, rank: int, tolerance: float) -> torch.Tensor | None:
     """A's rank-`rank` truncation U Uᵀ A from a float64 `eigh` of A Aᵀ, or None if rounding could
-    spoil it.
+    spoil it; `a` is wide and float64. See _float64_projections."""
+    result, accepted = _float64_projections(a.unsqueeze(0), rank, tolerance)
+    return result[0] if accepted[0] else None
 
-    `a` is wide and float64. Forming A Aᵀ and `eigh`'s backward error perturb it by at most about
-    (rows + cols) * eps * |A|², which to first order moves the truncation by at most that over the
-    singular-value gap σ_k - σ_{k+1}.
+
+def _float64_projections(a: torch.Tensor, rank: int, tolerance: float) -> tuple[torch.Tensor, list[bool]]:
+    """Each matrix's rank-`rank` truncation U Uᵀ A from a float64 `eigh` of A Aᵀ (`a` is [K, rows, cols],
+    wide and float64), and for each whether it is accepted: not if rounding could spoil it.
+
+    Forming A Aᵀ and `eigh`'s backward error perturb it by at most about (rows + cols) * eps * |A|²,
+    which to first order moves the truncation by at most that over the singular-value gap σ_k - σ_{k+1}.
     """
-    rows, cols = a.shape
-    eigenvalues, eigenvectors = torch.linalg.eigh(a @ a.T)  # ascending
-    top = eigenvectors[:, rows - rank :]
-    result = top @ (top.T @ a)
-    squared = [max(value, 0.0) for value in eigenvalues.tolist()]
-    rounding = (rows + cols) * torch.finfo(torch.float64).eps * sum(squared)
-    gap = math.sqrt(squared[rows - rank]) - math.sqrt(squared[rows - rank - 1])
-    if rounding <= tolerance * gap * math.sqrt(sum(squared[rows - rank :])):
-        return result
-    return None
+    rows, cols = a.shape[-2:]
+    # bmm: `@` would copy transposed batched operands.
+    eigenvalues, eigenvectors = torch.linalg.eigh(torch.bmm(a, a.mT))  # ascending
+    top = eigenvectors[..., rows - rank :]
+    result = torch.bmm(top, torch.bmm(top.mT, a))
+    accepted = []
+    for values in eigenvalues.tolist():
+        squared = [max(value, 0.0) for value in values]
+        rounding = (rows + cols) * torch.finfo(torch.float64).eps * sum(squared)
+        gap = math.sqrt(squared[rows - rank]) - math.sqrt(squared[rows - rank - 1])
+        accepted.append(rounding <= tolerance * gap * math.sqrt(sum(squared[rows - rank :])))
+    return result, accepted
 
 
 def _refined_projection(a: torch.Tensor, rank: int, tolerance: float) -> torch.Tensor | None:
@@ -290,6 +404,55 @@ def _refined_projection(a: torch.Tensor, rank: int, tolerance: float) -> torch.T
     return result if error_sq <= tolerance**2 * result_energy else None
 
 
+def truncate_members(matrices: torch.Tensor, ranks: list[int]) -> None:
+    """Replace each member's matrix (`matrices` is [K, rows, cols]) by its rank-ranks[k] truncation,
+    in place, as low_rank_approximation computes it; a rank >= min(rows, cols) leaves it alone.
+
+    Several members of one rank go through low_rank_approximation's fast route together, batched (the
+    float64 or the subspace-iteration route); the others, and any it does not accept, one by one.
+    """
+    rows, cols = matrices.shape[-2:]
+    for rank in sorted(set(ranks)):
+        members = [member for member, member_rank in enumerate(ranks) if member_rank == rank]
+        if rank >= min(rows, cols):
+            continue
+        if len(members) > 1 and fast_route(min(rows, cols), rank, matrices.dtype) != "refined":
+            members = _batched_truncation(matrices, members, rank)
+        for member in members:
+            matrices[member].copy_(low_rank_approximation(matrices[member], rank))
+
+
+def _batched_truncation(matrices: torch.Tensor, members: list[int], rank: int) -> list[int]:
+    """Truncate `members` of `matrices` through low_rank_approximation's fast route for them, batched;
+    returns those it did not accept."""
+    tall = matrices.shape[-2] > matrices.shape[-1]
+    chosen = matrices if len(members) == len(matrices) else matrices[members]
+    wide = chosen.mT if tall else chosen
+    try:
+        if fast_route(wide.shape[-2], rank, wide.dtype) == "filtered":
+            results, accepted = _filtered_projections(wide.double(), wide.float(), rank, FAST_ROUTE_TOLERANCE)
+        else:
+            results, accepted = _float64_projections(wide.double(), rank, FAST_ROUTE_TOLERANCE)
+    except torch.linalg.LinAlgError:  # e.g. a non-finite matrix: low_rank_approximation handles it
+        return members
+    if tall:
+        results = results.mT
+    if all(accepted) and chosen is matrices:
+        matrices.copy_(results)
+        return []
+    for member, result, ok in zip(members, results, accepted):
+        if ok:
+            matrices[member].copy_(result)
+    return [member for member, ok in zip(members, accepted) if not ok]
+
+
+def truncate_matrix_grads(grads: list[torch.Tensor], ranks: list[int]) -> None:
+    """svd's rule on a population's gradients (each [K, ...]): truncate every member's matrices."""
+    for grad in grads:
+        if grad.dim() == 3:
+            truncate_members(grad, ranks)
+
+
 class LowRankWrapper(GradientTransformWrapper):
     """A wrapper whose one hyperparameter is the rank of a low-rank gradient approximation (svd, lrg)."""
 
@@ -311,7 +474,9 @@ class SVDGradientOptimizer(LowRankWrapper):
     @torch.inference_mode()  # cheaper than no_grad per operation; only temporaries are created
     def transform_gradients(self) -> None:
         for group in self.param_groups:
-            rank = group["rank"]
-            for grad in self.grads_of(group):
-                if grad.dim() == 2 and rank < min(grad.shape):
-                    grad.copy_(low_rank_approximation(grad, rank))
+            truncate_matrix_grads(members_of(self.grads_of(group)), [group["rank"]])
+
+    @staticmethod
+    def transform_members(grads, lrs, hparams, state):
+        truncate_matrix_grads(grads, hparams["rank"])
+        return lrs

@@ -490,3 +490,41 @@ def test_subspace_route_falls_back_on_equal_singular_values(monkeypatch):
     assert fallbacks == [10]
     low_rank_approximation(matrix, 9)  # σ_9 > σ_10: fine
     assert fallbacks == [10]
+
+
+def test_batched_truncation_of_members_matches_exact_truncated_svd(monkeypatch):
+    # Members of one shape with their own ranks, as svd and lrg populations truncate them: those of one
+    # rank go through the float64 route (the tall, wide and input-weight shapes) or the subspace-iteration
+    # route (124 x 124, 100 x 100) together, batched; a member alone with its rank goes one by one.
+    batched = []
+    for route in ("_float64_projections", "_filtered_projections"):
+        original = getattr(optim.svd, route)
+        monkeypatch.setattr(optim.svd, route,
+                            lambda a, *args, original=original: batched.append(a.shape[:-2]) or original(a, *args))
+    matrices = sample_matrices()
+    gradients = default_mlp_gradients()
+    groups = [
+        [matrices["tall"], gradients["input weight, step 0"], gradients["input weight, step 50"]],
+        [matrices["wide"], matrices["wide"].flip(0), 2 * matrices["wide"]],
+        [gradients["lrg matrix, step 0"], gradients["lrg matrix, step 50"], matrices["decaying spectrum"]],
+        [gradients["hidden weight, step 0"], gradients["hidden weight, step 50"], gradients["hidden weight, step 0"].T],
+    ]
+    for group in groups:
+        for ranks in ([10, 10, 5], [2, 2, 2]):
+            stacked = torch.stack(group)
+            optim.svd.truncate_members(stacked, ranks)
+            for member, (matrix, rank) in enumerate(zip(group, ranks)):
+                assert relative_error(stacked[member], truncated_svd(matrix, rank)) <= 1e-4, (member, rank)
+    # Each group: its two members of rank 10 together, then all three of rank 2 together.
+    assert batched.count((2,)) == len(groups) and batched.count((3,)) == len(groups)
+
+
+@pytest.mark.parametrize("shape", [(20, 30), (124, 124)])  # the float64 and the subspace-iteration route
+def test_batched_truncation_leaves_non_finite_members_to_the_single_route(shape):
+    generator = torch.Generator().manual_seed(0)
+    stacked = torch.randn(3, *shape, generator=generator)
+    stacked[1, 3, 4] = float("nan")
+    expected = [low_rank_approximation(matrix, 2) for matrix in stacked]
+    optim.svd.truncate_members(stacked, [2, 2, 2])
+    for member in range(3):
+        torch.testing.assert_close(stacked[member], expected[member], equal_nan=True)

@@ -10,6 +10,9 @@ A run is a flat config dict:
     seed        seeds the initial weights and the batch order (paired runs share both)
     eval_test   also evaluate the test split each epoch (final runs only; tuning never sees it)
     eval_initial  first report epoch 0: the metrics at initialisation, before any step
+
+`train` trains one config; `train_population` trains several that differ only in seed, lr and the
+optimizer's hyperparameters as one stacked model, each member exactly as `train` would.
 """
 import math
 import time
@@ -19,22 +22,28 @@ import torch
 import torch.nn.functional as F
 
 import optim
-from models import MLP, Splits
+from models import MLP, Splits, population_logits, stack_members
 
 EpochCallback = Callable[[dict, Callable[[], dict]], None]
+PopulationCallback = Callable[[list[dict | None], Callable[[], dict]], None]
 DEFAULTS = {"hidden": (100, 100), "batch_size": 100, "seed": 0, "eval_test": False, "eval_initial": False}
+# What the members of a population must share: they are one stacked model stepped batch by batch.
+SHARED = ("optimizer", "hidden", "epochs", "batch_size")
 
 
 def as_tensors(data: Splits) -> dict[str, torch.Tensor]:
     return {name: torch.from_numpy(array) for name, array in vars(data).items()}
 
 
-def build_optimizer(model: torch.nn.Module, config: dict) -> torch.optim.Optimizer:
+def optimizer_hparams(config: dict) -> dict:
     name = config["optimizer"]
     if name not in optim.HPARAMS:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(optim.OPTIMIZERS)}")
-    hparams = {key: config[key] for key in optim.HPARAMS[name] if key in config}
-    return optim.build_optimizer(name, model.parameters(), config["lr"], **hparams)
+    return {key: config[key] for key in optim.HPARAMS[name] if key in config}
+
+
+def build_optimizer(model: torch.nn.Module, config: dict) -> torch.optim.Optimizer:
+    return optim.build_optimizer(config["optimizer"], model.parameters(), config["lr"], **optimizer_hparams(config))
 
 
 @torch.no_grad()
@@ -48,6 +57,18 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.
     # so a resumed run and a paired run see exactly the same batches.
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=generator).split(batch_size)
+
+
+def finish_row(metrics: dict, eval_test: bool) -> dict:
+    """An epoch's metrics as reported: a non-finite val loss is divergence, and a diverged run reports
+    inf losses and zero accuracy."""
+    if not math.isfinite(metrics["val_loss"]):
+        metrics["diverged"] = True
+    if metrics["diverged"]:
+        metrics.update(train_loss=math.inf, val_loss=math.inf, val_acc=0.0)
+        if eval_test:
+            metrics.update(test_loss=math.inf, test_acc=0.0)
+    return metrics
 
 
 def train(config: dict, data: Splits | dict, on_epoch: EpochCallback | None = None,
@@ -106,13 +127,179 @@ def train(config: dict, data: Splits | dict, on_epoch: EpochCallback | None = No
 
         metrics = evaluate_splits({"epoch": epoch, "train_loss": total / len(y_train), "diverged": diverged,
                                    "epoch_time": train_time})
-        if not math.isfinite(metrics["val_loss"]):
-            metrics["diverged"] = True
-        if metrics["diverged"]:
-            metrics.update(train_loss=math.inf, val_loss=math.inf, val_acc=0.0)
-            if config["eval_test"]:
-                metrics.update(test_loss=math.inf, test_acc=0.0)
-        record(metrics)
+        record(finish_row(metrics, config["eval_test"]))
         if metrics["diverged"]:
             break
     return history
+
+
+# --- populations ---------------------------------------------------------------------------------
+
+
+def check_shared(configs: list[dict]) -> None:
+    """ValueError naming the first field that the configs of a population disagree on."""
+    for field in SHARED:
+        values = [tuple(int(width) for width in config[field]) if field == "hidden" else config[field]
+                  for config in configs]
+        if any(value != values[0] for value in values):
+            raise ValueError(f"a population's configs must share {field!r}; got {values}")
+
+
+class Population:
+    """The members still training (`members`: indices into the configs) and their stacked optimizer."""
+
+    def __init__(self, configs: list[dict]):
+        models = []
+        for config in configs:
+            torch.manual_seed(config["seed"])  # as train does: each member starts from its seed's weights
+            models.append(MLP(config["hidden"]))
+        self.optimizer = optim.build_population(configs[0]["optimizer"], stack_members(models),
+                                                [config["lr"] for config in configs],
+                                                [optimizer_hparams(config) for config in configs])
+        self.members = list(range(len(configs)))
+
+    def drop(self, stopped: set[int]) -> list[int]:
+        """Stop training the members `stopped`; returns the positions of those kept."""
+        kept = [position for position, member in enumerate(self.members) if member not in stopped]
+        self.optimizer.keep(kept)
+        self.members = [self.members[position] for position in kept]
+        return kept
+
+    def state(self, epoch: int) -> dict:
+        """A checkpoint of live tensors (copy it to keep it); loads with torch.load(weights_only=True)."""
+        return {"epoch": epoch, "members": list(self.members),
+                "params": [param.detach() for param in self.optimizer.params],
+                "optimizer": self.optimizer.state_dict()}
+
+    def load(self, state: dict) -> None:
+        self.drop(set(self.members) - set(state["members"]))
+        self.optimizer.params = [param.clone().requires_grad_() for param in state["params"]]
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def member_losses(params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each sample's cross-entropy [K, B] for each member on its inputs x [K, B, 40] and labels y [K, B]."""
+    logits = population_logits(params, x)
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+
+
+@torch.no_grad()
+def evaluate_members(params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
+    """(loss, accuracy) of each member on one split."""
+    logits = population_logits(params, x)
+    losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(logits)), reduction="none")
+    accuracies = (logits.argmax(2) == y).float().mean(1)
+    return list(zip(losses.view(len(logits), -1).mean(1).tolist(), accuracies.tolist()))
+
+
+def train_members_one_epoch(population: Population, configs: list[dict], x_train: torch.Tensor,
+                            y_train: torch.Tensor, epoch: int) -> dict[int, float]:
+    """One epoch of every member on its own seed's batch order; returns each member's train loss.
+
+    A member whose batch loss is not finite stops there, before stepping, as in `train`: its loss is inf
+    and it leaves the population.
+    """
+    n, batch_size = len(y_train), configs[0]["batch_size"]
+    orders = torch.stack([torch.cat(epoch_batches(n, batch_size, configs[member]["seed"], epoch))
+                          for member in population.members])
+    totals = dict.fromkeys(population.members, 0.0)
+    for start in range(0, n, batch_size):
+        while population.members:
+            batch = orders[:, start:start + batch_size]
+            losses = member_losses(population.optimizer.params, x_train[batch], y_train[batch])
+            values = losses.mean(1).tolist()
+            diverged = {member for member, value in zip(population.members, values) if not math.isfinite(value)}
+            if not diverged:
+                break
+            totals.update(dict.fromkeys(diverged, math.inf))
+            orders = orders[population.drop(diverged)]
+        if not population.members:
+            break
+        population.optimizer.zero_grad()
+        # Member k's parameters get the gradient of its own mean loss only, rounded as in `train`.
+        (losses.sum() / batch.shape[1]).backward()
+        population.optimizer.step()
+        for member, value in zip(population.members, values):
+            totals[member] += value * batch.shape[1]
+    return {member: total / n for member, total in totals.items()}
+
+
+def evaluate_population(population: Population, configs: list[dict], tensors: dict,
+                        train_split: bool = False) -> dict[int, dict]:
+    """Each training member's metrics on the validation split (and test where its config asks for it;
+    the train split first when `train_split`)."""
+    params = population.optimizer.params
+    splits = (["train"] if train_split else []) + ["val"]
+    if any(configs[member]["eval_test"] for member in population.members):
+        splits.append("test")
+    results = {split: evaluate_members(params, tensors[f"x_{split}"], tensors[f"y_{split}"]) for split in splits}
+    metrics = {}
+    for position, member in enumerate(population.members):
+        row = {}
+        for split, pairs in results.items():
+            loss, accuracy = pairs[position]
+            if split == "train":
+                row["train_loss"] = loss
+            elif split == "val" or configs[member]["eval_test"]:
+                row[f"{split}_loss"], row[f"{split}_acc"] = loss, accuracy
+        metrics[member] = row
+    return metrics
+
+
+def train_population(configs: list[dict], data: Splits | dict, on_epoch: PopulationCallback | None = None,
+                     state: dict | None = None) -> list[list[dict]]:
+    """Train the configs as one stacked model; returns one history per config, as `train` returns it.
+
+    The configs must share optimizer, hidden, epochs and batch_size (ValueError naming the field
+    otherwise); they may differ in seed, lr, the optimizer's hyperparameters, eval_test and
+    eval_initial. Each member gets what `train(config)` gives it, to float rounding: its seed's initial
+    weights and batch order, its own optimizer state and hyperparameters. A member that diverges stops
+    and is reported as `train` reports it; the others go on. A member's epoch_time is the population's
+    epoch time divided by the number of members that started the epoch.
+
+    `on_epoch(rows, get_state)` is called after every epoch (and after epoch 0 when a member has
+    eval_initial): rows[i] is config i's metrics for that epoch, or None when member i has stopped
+    before it (or has no epoch-0 row). `get_state()` returns a checkpoint that `state=` accepts, with the
+    same configs, to continue exactly: {"epoch": int, "members": indices of the members still
+    training, "params": their stacked parameters, "optimizer": the stacked Adam and rule state}. Its
+    tensors are live: copy it to keep it. It loads with torch.load(weights_only=True).
+    """
+    if not configs:
+        raise ValueError("a population needs at least one config")
+    configs = [{**DEFAULTS, **config} for config in configs]
+    check_shared(configs)
+    tensors = data if isinstance(data, dict) else as_tensors(data)
+    population = Population(configs)
+    first_epoch = 1
+    if state is not None:
+        population.load(state)
+        first_epoch = state["epoch"] + 1
+    histories: list[list[dict]] = [[] for _ in configs]
+
+    def record(rows: dict[int, dict], epoch: int) -> None:
+        for member, row in rows.items():
+            histories[member].append(row)
+        if on_epoch is not None and rows:
+            on_epoch([rows.get(member) for member in range(len(configs))], lambda: population.state(epoch))
+
+    if first_epoch == 1 and any(config["eval_initial"] for config in configs):
+        initial = evaluate_population(population, configs, tensors, train_split=True)
+        record({member: {"epoch": 0, "train_loss": metrics.pop("train_loss"), "diverged": False,
+                         "epoch_time": 0.0, **metrics}
+                for member, metrics in initial.items() if configs[member]["eval_initial"]}, 0)
+    for epoch in range(first_epoch, configs[0]["epochs"] + 1):
+        if not population.members:
+            break
+        started, starting = time.perf_counter(), len(population.members)
+        train_losses = train_members_one_epoch(population, configs, tensors["x_train"], tensors["y_train"], epoch)
+        epoch_time = (time.perf_counter() - started) / starting
+        evaluated = evaluate_population(population, configs, tensors)
+        rows = {}
+        for member, train_loss in train_losses.items():
+            placeholder = {"val_loss": math.inf, "val_acc": 0.0}  # for a member stopped mid-epoch
+            metrics = {"epoch": epoch, "train_loss": train_loss, "diverged": member not in evaluated,
+                       "epoch_time": epoch_time, **evaluated.get(member, placeholder)}
+            rows[member] = finish_row(metrics, configs[member]["eval_test"])
+        population.drop({member for member, row in rows.items() if row["diverged"]})
+        record(rows, epoch)
+    return histories
