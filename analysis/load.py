@@ -63,6 +63,8 @@ def _trial_rows(result_file: Path) -> list[dict]:
         # a report carries every epoch since the previous report under "history"
         for epoch in result.get("history") or [result]:
             row = {**trial, **{key: epoch.get(key, np.nan) for key in ["epoch", *METRIC_COLUMNS, "epoch_time"]}}
+            if "seed" in epoch:  # a member of a population: one trial of the frames per seed
+                row.update(seed=epoch["seed"], trial_id=f"{result['trial_id']}_s{epoch['seed']}")
             row["diverged"] = bool(epoch.get("diverged", False))
             rows += [{**row, "experiment": experiment} for experiment in config.get("experiments", [])]
     return rows

@@ -171,3 +171,12 @@ def test_population_hyperparameters_are_checked_as_single_runs_are():
         optim.build_population("svd", params, [1e-3, 1e-3], [{"rank": 2}, {"rank": 0}])
     with pytest.raises(ValueError, match="-1.0"):
         optim.build_population("adam", params, [1e-3, -1.0], [{}, {}])
+
+
+def test_a_population_whose_every_member_diverges_ends_as_train_does(data):
+    config = {"optimizer": "gns", "lr": 1e30, "epochs": 3, "eval_test": True, "eval_initial": True}
+    population = train_population([{**config, "seed": 1}, {**config, "seed": 2}], data)
+    for seed, history in zip((1, 2), population):
+        assert [(row["epoch"], row["diverged"]) for row in history] == \
+            [(row["epoch"], row["diverged"]) for row in train({**config, "seed": seed}, data)]
+        assert history[-1]["test_loss"] == math.inf

@@ -228,6 +228,8 @@ def evaluate_population(population: Population, configs: list[dict], tensors: di
                         train_split: bool = False) -> dict[int, dict]:
     """Each training member's metrics on the validation split (and test where its config asks for it;
     the train split first when `train_split`)."""
+    if not population.members:  # every member stopped during the epoch
+        return {}
     params = population.optimizer.params
     splits = (["train"] if train_split else []) + ["val"]
     if any(configs[member]["eval_test"] for member in population.members):

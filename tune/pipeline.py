@@ -62,30 +62,19 @@ class DoneRecord:
 
 
 class FinalsDone(ray_tune.Callback):
-    """Records a final group in done.json once every one of its runs has ended."""
+    """Records a final group in done.json once its trial (one population of its seeds) has ended."""
 
-    def __init__(self, plan: Plan, done: DoneRecord):
-        self.sizes = {group.name: len(group.seeds) for group in plan.finals}
-        self.ended: dict[str, list[str]] = {}
+    def __init__(self, done: DoneRecord):
         self.done = done
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._ended(trial)
+        if trial.config.get("phase") == "final":
+            self.done.final_done(trial.config["study"], [trial.trial_id])
 
     def on_trial_error(self, iteration, trials, trial, **info):
         print(f"warning: trial {trial.trial_id} ({trial.config.get('study')}) failed {MAX_FAILURES + 1} times "
               f"and was given up; its error.txt is in its folder", file=sys.stderr)
-        self._ended(trial)
-
-    def _ended(self, trial) -> None:
-        if trial.config.get("phase") != "final":
-            return
-        name = trial.config["study"]
-        ended = self.ended.setdefault(name, [])
-        if trial.trial_id not in ended:
-            ended.append(trial.trial_id)
-        if len(ended) == self.sizes[name]:
-            self.done.final_done(name, sorted(ended))
+        self.on_trial_complete(iteration, trials, trial)
 
 
 def set_aside_unfinished(run_dir: Path, keep: set[str]) -> None:
@@ -133,7 +122,7 @@ def run_experiments(specs: list[ExperimentSpec], run_dir: Path, seed: int) -> Pl
     if router.total_trials():
         datasets = {key: as_tensors(load_data(data)) for key, data in plan.datasets.items()}
         progress = Progress(router)
-        run_trials(plan, run_dir, datasets, router, [progress, FinalsDone(plan, done)])
+        run_trials(plan, run_dir, datasets, router, [progress, FinalsDone(done)])
     write_best(run_dir, specs, plan, done)
     missing = [s.name for s in plan.studies if s.name not in done.value["studies"]] + \
               [g.name for g in plan.finals if g.name not in done.value["finals"]]

@@ -72,9 +72,10 @@ class FinalGroup:
     data: str
     fixed: dict  # the final runs' config without the tuned values and the seed
 
-    def run_configs(self, best: dict) -> list[dict]:
-        return [{**self.fixed, **best, "seed": seed, "phase": "final", "study": self.name, "repeat": self.repeat,
-                 "experiments": self.experiments, "data": self.data} for seed in self.seeds]
+    def trial_config(self, best: dict) -> dict:
+        """One trial trains every seed of the group, as one population (tune.loop.train_population)."""
+        return {**self.fixed, **best, "seeds": self.seeds, "phase": "final", "study": self.name, "repeat": self.repeat,
+                "experiments": self.experiments, "data": self.data}
 
 
 @dataclass

@@ -14,7 +14,7 @@ class Progress(ray_tune.Callback):
 
     def __init__(self, router, log_every: float = 15.0):
         self.studies = len(router.studies)
-        self.tune_total, self.final_total = router.tuning_trials(), router.final_runs()
+        self.tune_total, self.final_total = router.tuning_trials(), router.final_trials()
         self.log_every, self.last_print = log_every, 0.0
         self.ended = {"tune": set(), "final": set()}
         self.pruned = self.diverged = 0
@@ -39,7 +39,7 @@ class Progress(ray_tune.Callback):
 
     def line(self, running: int) -> str:
         return (f"tuning {len(self.ended['tune'])}/{self.tune_total} trials of {self.studies} studies "
-                f"({self.pruned} pruned, {self.diverged} diverged), final runs {len(self.ended['final'])}/"
+                f"({self.pruned} pruned, {self.diverged} diverged), final populations {len(self.ended['final'])}/"
                 f"{self.final_total}, {running} running")
 
     def _show(self, trials, final: bool = False) -> None:

@@ -93,11 +93,11 @@ class StudyRouter(Searcher):
     def tuning_trials(self) -> int:
         return sum(study.budget.num_samples for study in self.studies)
 
-    def final_runs(self) -> int:
-        return len(self.pending_runs) + sum(len(group.seeds) for group in self.finals)
+    def final_trials(self) -> int:
+        return len(self.pending_runs) + len(self.finals)
 
     def total_trials(self) -> int:
-        return self.tuning_trials() + self.final_runs()
+        return self.tuning_trials() + self.final_trials()
 
     def suggest(self, trial_id: str):
         for study in self.studies:
@@ -133,7 +133,7 @@ class StudyRouter(Searcher):
 
     def release_finals(self) -> None:
         for group in [group for group in self.finals if group.study in self.best]:
-            self.pending_runs += group.run_configs(self.best[group.study])
+            self.pending_runs.append(group.trial_config(self.best[group.study]))
             self.finals.remove(group)
 
 

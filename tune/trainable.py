@@ -23,7 +23,7 @@ import ray
 import torch
 from ray import tune
 
-from tune.loop import train
+from tune.loop import train, train_population
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -36,15 +36,32 @@ def best_so_far(best: dict, metrics: dict) -> dict:
             "best_val_acc": max(best.get("best_val_acc", 0.0), metrics["val_acc"])}
 
 
+def report_with_checkpoint(result: dict, state: dict | None) -> None:
+    """tune.report, with `state` as the trial's checkpoint unless it is None."""
+    if state is None:
+        tune.report(result)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(state, Path(folder) / CHECKPOINT_FILE)
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def restored_state() -> dict | None:
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
+
+
 def run_trial(config: dict, datasets: dict) -> None:
+    """A tuning trial (one run), or a final group (config["seeds"]: one member per seed, one population)."""
     torch.set_num_threads(1)
     data = datasets[config["data"]]
-    state = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
-    node_id = ray.get_runtime_context().get_node_id()
+    node = {"node_id": ray.get_runtime_context().get_node_id()}
+    if "seeds" in config:
+        run_population(config, data, node)
+        return
     report_epochs = set(config.get("report_epochs") or range(config["epochs"] + 1))
     history, best = [], {}
 
@@ -55,16 +72,32 @@ def run_trial(config: dict, datasets: dict) -> None:
         last = metrics["epoch"] == config["epochs"] or metrics["diverged"]
         if metrics["epoch"] not in report_epochs and not last:
             return
-        result = {**metrics, **best, "node_id": node_id, "history": list(history), "reported_at": time.time()}
+        result = {**metrics, **best, **node, "history": list(history), "reported_at": time.time()}
         history.clear()
-        if last or not config.get("checkpoint", True):  # a finished trial is never resumed
-            tune.report(result)
-            return
-        with tempfile.TemporaryDirectory() as folder:
-            torch.save(get_state(), Path(folder) / CHECKPOINT_FILE)
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+        # a finished trial is never resumed
+        report_with_checkpoint(result, get_state() if config.get("checkpoint", True) and not last else None)
 
-    train(config, data, report, state)
+    train(config, data, report, restored_state())
+
+
+def run_population(config: dict, data: dict, node: dict) -> None:
+    """Every seed of config["seeds"] as one member of a population (tune.loop.train_population).
+    Each history row carries its member's "seed"; the last report comes when every member stopped."""
+    configs = [{**config, "seed": seed} for seed in config["seeds"]]
+    history = []
+
+    def report(rows: list, get_state) -> None:
+        rows = [{**row, "seed": member["seed"]} for row, member in zip(rows, configs) if row is not None]
+        history.extend(rows)
+        epoch = rows[0]["epoch"]
+        if epoch in config["report_epochs"] and epoch < config["epochs"]:
+            report_with_checkpoint({"epoch": epoch, **node, "history": list(history), "reported_at": time.time()},
+                                   get_state())
+            history.clear()
+
+    train_population(configs, data, report, restored_state())
+    last_epoch = max((row["epoch"] for row in history), default=config["epochs"])
+    tune.report({"epoch": last_epoch, **node, "history": history, "reported_at": time.time()})
 
 
 def trainable(datasets: dict):
