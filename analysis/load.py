@@ -3,8 +3,8 @@
     curves = load_run("results/latest")     one row per trial per epoch
     trials = load_trials("results/latest")  one row per trial
 
-Both read `curves.parquet` / `trials.parquet` at the run's root or, if absent, Ray's own
-experiment folder `<run>/trials/<trial>/result.json`. A study or final run shared by several
+Both read `curves.parquet` / `trials.parquet` at the run's root or, if absent, the reports the
+run logged, `<run>/results/<phase>-<trial id>.jsonl` (one Ray Tune result per line). A study or final run shared by several
 experiments appears under each of them, with the same `study` and `trial_id`.
 
 curves columns
@@ -39,7 +39,7 @@ CURVE_COLUMNS = [*KEYS, "epoch", *METRIC_COLUMNS, "diverged", "epoch_time", "nod
                  *CONFIG_COLUMNS]
 TRIAL_COLUMNS = [*KEYS, *CONFIG_COLUMNS, "node_id", "epochs", *METRIC_COLUMNS, "best_val_loss", "best_val_acc",
                  "diverged", "pruned", "train_time", "started_at", "ended_at"]
-TRIALS_FOLDER = "trials"  # as tune.study writes it
+RESULTS_FOLDER = "results"  # as tune.pipeline.ResultLog writes it
 TRIAL_ORDER = ["experiment", "phase", "optimizer", "trial_id"]
 
 
@@ -70,10 +70,10 @@ def _trial_rows(result_file: Path) -> list[dict]:
     return rows
 
 
-def curves_from_ray(trials_folder: Path) -> pd.DataFrame:
-    """Per-epoch rows of a Ray Tune experiment folder of tune.study's trials."""
+def curves_from_results(results_folder: Path) -> pd.DataFrame:
+    """Per-epoch rows of the run's logged reports."""
     rows = []
-    for result_file in sorted(Path(trials_folder).glob("*/result.json")):
+    for result_file in sorted(Path(results_folder).glob("*.jsonl")):
         rows += _trial_rows(result_file)
     return tidy_curves(pd.DataFrame(rows, columns=CURVE_COLUMNS))
 
@@ -89,7 +89,7 @@ def tidy_curves(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def curves_from_run_folders(run: Path) -> pd.DataFrame:
-    return curves_from_ray(Path(run) / TRIALS_FOLDER)
+    return curves_from_results(Path(run) / RESULTS_FOLDER)
 
 
 def trials_from_curves(curves: pd.DataFrame) -> pd.DataFrame:

@@ -50,6 +50,7 @@ def test_smoke_run_leaves_frames_and_ray_folders(smoke_run):
     assert (output / "latest").resolve() == run.resolve()
     assert (run / "trials" / "tuner.pkl").exists()  # one Ray Tune run for every study and final run
     assert list((run / "trials").glob("tune-*/result.json")) and list((run / "trials").glob("final-*/result.json"))
+    assert list((run / "results").glob("tune-*.jsonl")) and list((run / "results").glob("final-*.jsonl"))
     for experiment in ("cgi", "gns"):
         assert (run / experiment / "spec.json").exists() and (run / experiment / "best.json").exists()
     assert "Traceback" not in result.stdout + result.stderr

@@ -124,7 +124,7 @@ def test_worker_node_dying_mid_study_does_not_stop_the_run(cluster, tmp_path):
          "--smoke", "--experiments", "cgi", "--num-samples", "6", "--output", str(tmp_path), "--name", "dies"],
         cwd=cluster.worker_dir, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not list((tmp_path / "dies" / "trials").glob("tune-*/result.json")):
+    while not list((tmp_path / "dies" / "results").glob("tune-*.jsonl")):
         assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
         time.sleep(0.2)
     cluster.stop_worker_node()

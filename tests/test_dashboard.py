@@ -39,10 +39,8 @@ def studies_of(run) -> dict[str, pd.DataFrame]:
 
 
 def tuned_best(run, experiment: str, optimizer: str, repeat: int) -> dict:
-    """The config the pipeline chose from a tuning study (best.json maps optimizer -> config;
-    adapt here when it is keyed per repeat)."""
-    assert repeat == 0
-    return json.loads((run / experiment / "best.json").read_text())[optimizer]
+    """The config the pipeline chose from a tuning study (best.json: optimizer -> one config per repeat)."""
+    return json.loads((run / experiment / "best.json").read_text())[optimizer][repeat]
 
 
 def expected_state(row) -> optuna.trial.TrialState:

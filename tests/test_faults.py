@@ -17,7 +17,7 @@ TRIALS = 10
 KILLS = {  # id: (signal, the file whose appearance under the run folder triggers it)
     "sigkill-while-tuning": (signal.SIGKILL, "done.json"),  # once a first study has finished
     "ctrl-c-while-tuning": (signal.SIGINT, "done.json"),
-    "sigkill-in-final-runs": (signal.SIGKILL, "trials/final-*/result.json"),
+    "sigkill-in-final-runs": (signal.SIGKILL, "results/final-*.jsonl"),
 }
 
 

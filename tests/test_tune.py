@@ -12,7 +12,7 @@ from tune.experiments import from_dict
 from tune.pipeline import DONE_FILE, INTERRUPTED, run_experiments
 from tune.plan import asha_milestones, plan_run
 from tune.space import to_optuna, to_tune, validate_space
-from tune.study import TRIALS_FOLDER, PatientASHA
+from tune.study import RESULTS_FOLDER, TRIALS_FOLDER, PatientASHA
 
 LR = {"type": "loguniform", "low": 1e-4, "high": 1e-1}
 TUNING = {"num_samples": 4, "epochs": 3, "grace_period": 1, "reduction_factor": 2, "concurrency": 1, "repeats": 2}
@@ -50,7 +50,8 @@ def test_every_study_runs_its_trials_once_and_shared_studies_appear_under_each_e
     assert set(shared.loc[shared["experiment"] == "alpha", "trial_id"]) == \
         set(shared.loc[shared["experiment"] == "beta", "trial_id"])
     ray_folders = list((run_dir / TRIALS_FOLDER).glob("tune-*"))
-    assert len(ray_folders) == tuned["trial_id"].nunique() == 6 * TUNING["num_samples"]
+    logged = list((run_dir / RESULTS_FOLDER).glob("tune-*.jsonl"))
+    assert len(ray_folders) == len(logged) == tuned["trial_id"].nunique() == 6 * TUNING["num_samples"]
     assert curves.loc[curves["phase"] == "tune", "test_loss"].isna().all()  # tuning sees validation only
 
 
@@ -116,7 +117,7 @@ def test_a_resumed_run_reruns_only_what_was_unfinished(run, tmp_path):
     assert not resumed.duplicated(["experiment", "phase", "trial_id", "epoch"]).any()
     assert (resumed.groupby(["experiment", "phase", "study"])["trial_id"].nunique()
             == curves.groupby(["experiment", "phase", "study"])["trial_id"].nunique()).all()
-    aside = {path.name.split("-")[0] for path in (copy / INTERRUPTED).glob("*/*") if path.is_dir()}
+    aside = {path.name.split("-")[0] for path in (copy / INTERRUPTED).glob(f"{RESULTS_FOLDER}.*/*")}
     assert aside == {"tune", "final"}
 
 
@@ -126,7 +127,7 @@ def test_a_study_runs_on_warm_workers_when_there_are_some(ray_session, tmp_path)
     spec = small_spec("warm", {"adam": {"lr": LR}, "cgi": {"lr": LR}},
                       {**TUNING, "num_samples": 2, "epochs": 1, "repeats": 1}, {"epochs": 1, "seeds": 1})
     run_experiments([spec], tmp_path, seed=0)
-    pids = {json.loads(line)["pid"] for path in (tmp_path / TRIALS_FOLDER).glob("*/result.json")
+    pids = {json.loads(line)["pid"] for path in (tmp_path / RESULTS_FOLDER).glob("*.jsonl")
             for line in path.read_text().splitlines()}
     assert pids <= warmed  # no trial waited for a new process
 

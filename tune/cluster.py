@@ -36,7 +36,7 @@ def quiet_environment() -> None:
     # graceful stop, which would return from the study and start the next one
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     # Ray Tune's CSV and TensorBoard loggers cost the driver a quarter of its CPU on tiny trials;
-    # the JSON logger (result.json, read by analysis.load) is added back in tune.study
+    # the JSON logger (result.json, for Ray's own ExperimentAnalysis) is added back in tune.study
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -1,7 +1,8 @@
 """A run end to end: every study and final run of its experiments in one Ray Tune run.
 
 Layout under the run folder:
-    trials/                    Ray Tune's experiment folder: one folder per trial, tune-<id> or final-<id>
+    results/                   every trial's reports, one JSON line each: tune-<id>.jsonl, final-<id>.jsonl
+    trials/                    Ray Tune's own experiment folder (synced from Ray's staging folder at times)
     done.json                  each finished study (best config, its trials) and final group (its trials)
     <experiment>/spec.json     the spec as run (budgets after any CLI override)
     <experiment>/best.json     each optimizer's best config per repeat, once its studies finished
@@ -9,8 +10,12 @@ Layout under the run folder:
 
 Finished studies and final groups are never re-run. What a killed run left unfinished starts
 again from its first trial: a study or a final run takes seconds, and a new Tune run that
-continues no searcher state cannot restore half of one wrongly. Its trial folders are moved,
-not deleted, to interrupted/, where the results loader does not look.
+continues no searcher state cannot restore half of one wrongly. Its results and Ray Tune's
+folder are moved, not deleted, to interrupted/, where the results loader does not look.
+
+The results are written by the driver as each report arrives, before the study or final group
+they belong to is recorded in done.json: Ray Tune's own result.json files reach trials/ only when
+Ray syncs its staging folder, so a killed run may not have them.
 """
 import json
 import sys
@@ -23,7 +28,7 @@ from tune.experiments import ExperimentSpec
 from tune.loop import as_tensors
 from tune.plan import Plan, Study, plan_run
 from tune.progress import Progress
-from tune.study import MAX_FAILURES, TRIALS_FOLDER, StudyRouter, run_trials
+from tune.study import MAX_FAILURES, RESULTS_FOLDER, TRIALS_FOLDER, StudyRouter, run_trials, trial_name
 
 DONE_FILE = "done.json"
 BEST_FILE = "best.json"
@@ -61,6 +66,19 @@ class DoneRecord:
         write_json(self.path, self.value)
 
 
+class ResultLog(ray_tune.Callback):
+    """results/<phase>-<trial id>.jsonl: each report of each trial, written and flushed as it arrives."""
+
+    def __init__(self, run_dir: Path):
+        self.folder = Path(run_dir) / RESULTS_FOLDER
+        self.folder.mkdir(exist_ok=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        line = json.dumps({**result, "trial_id": trial.trial_id, "config": trial.config}, default=str)
+        with open(self.folder / f"{trial_name(trial.config, trial.trial_id)}.jsonl", "a") as file:
+            file.write(line + "\n")
+
+
 class FinalsDone(ray_tune.Callback):
     """Records a final group in done.json once its trial (one population of its seeds) has ended."""
 
@@ -78,19 +96,21 @@ class FinalsDone(ray_tune.Callback):
 
 
 def set_aside_unfinished(run_dir: Path, keep: set[str]) -> None:
-    """Move what a killed run left in trials/ to interrupted/trials.N, bringing back the folders
-    of the trials in `keep` (those of finished studies and final groups)."""
-    folder = Path(run_dir) / TRIALS_FOLDER
-    if not folder.exists():
-        return
+    """Move what a killed run left to interrupted/<folder>.N: Ray Tune's folder whole, and the
+    results of every trial not in `keep` (those of finished studies and final groups)."""
     aside_root = Path(run_dir) / INTERRUPTED
-    aside_root.mkdir(exist_ok=True)
-    aside = aside_root / f"{TRIALS_FOLDER}.{sum(1 for _ in aside_root.glob(f'{TRIALS_FOLDER}.*')) + 1}"
-    folder.rename(aside)
-    folder.mkdir()
-    for trial in aside.iterdir():
-        if trial.is_dir() and trial.name.split("-", 1)[-1] in keep:
-            trial.rename(folder / trial.name)
+    attempt = 1 + sum(1 for _ in aside_root.glob(f"{RESULTS_FOLDER}.*")) if aside_root.exists() else 1
+    for name in (TRIALS_FOLDER, RESULTS_FOLDER):
+        folder = Path(run_dir) / name
+        if folder.exists():
+            aside_root.mkdir(exist_ok=True)
+            folder.rename(aside_root / f"{name}.{attempt}")
+    aside = aside_root / f"{RESULTS_FOLDER}.{attempt}"
+    if aside.exists():
+        (Path(run_dir) / RESULTS_FOLDER).mkdir()
+        for result in aside.iterdir():
+            if result.stem.split("-", 1)[-1] in keep:
+                result.rename(Path(run_dir) / RESULTS_FOLDER / result.name)
 
 
 def write_best(run_dir: Path, specs: list[ExperimentSpec], plan: Plan, done: DoneRecord) -> None:
@@ -122,7 +142,7 @@ def run_experiments(specs: list[ExperimentSpec], run_dir: Path, seed: int) -> Pl
     if router.total_trials():
         datasets = {key: as_tensors(load_data(data)) for key, data in plan.datasets.items()}
         progress = Progress(router)
-        run_trials(plan, run_dir, datasets, router, [progress, FinalsDone(done)])
+        run_trials(plan, run_dir, datasets, router, [ResultLog(run_dir), progress, FinalsDone(done)])
     write_best(run_dir, specs, plan, done)
     missing = [s.name for s in plan.studies if s.name not in done.value["studies"]] + \
               [g.name for g in plan.finals if g.name not in done.value["finals"]]

@@ -26,6 +26,12 @@ from tune.trainable import trainable
 
 MAX_FAILURES = 3  # a crashed trial (lost node, killed worker) is retried (a final run from its checkpoint)
 TRIALS_FOLDER = "trials"  # Ray Tune's experiment folder of the run's trials, under the run folder
+RESULTS_FOLDER = "results"  # our own log of every trial's reports (tune.pipeline.ResultLog)
+
+
+def trial_name(config: dict, trial_id: str) -> str:
+    """A trial's folder (Ray Tune's) and results file (ours): tune-<id> or final-<id>."""
+    return f"{config['phase']}-{trial_id}"
 
 
 class PatientASHA:
@@ -161,7 +167,7 @@ def run_trials(plan: Plan, folder: Path, datasets: dict, router: StudyRouter, ca
         trainable(datasets),
         tune_config=ray_tune.TuneConfig(search_alg=router, scheduler=StudySchedulers(plan.studies),
                                         num_samples=router.total_trials(), reuse_actors=True,
-                                        trial_dirname_creator=lambda trial: f"{trial.config['phase']}-{trial.trial_id}"),
+                                        trial_dirname_creator=lambda trial: trial_name(trial.config, trial.trial_id)),
         run_config=ray_tune.RunConfig(
             name=TRIALS_FOLDER,
             storage_path=str(Path(folder).resolve()),
