@@ -10,10 +10,12 @@
 One Tune run pays Ray Tune's fixed costs (start-up, new trial workers) once, not once per study.
 """
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import ray
 from ray import tune as ray_tune
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -163,6 +165,9 @@ def best_config(results: dict[str, dict], study: Study) -> dict:
 
 def run_trials(plan: Plan, folder: Path, datasets: dict, router: StudyRouter, callbacks: list) -> ray_tune.ResultGrid:
     """One Ray Tune run of everything `router` hands out, in `folder`/TRIALS_FOLDER."""
+    # With a custom searcher Ray Tune keeps one trial pending at a time: a trial waiting for a new
+    # worker (a cold node) blocks every other, and the trials then all run on the warm workers.
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(1, int(ray.cluster_resources().get("CPU", 1)))))
     tuner = ray_tune.Tuner(
         trainable(datasets),
         tune_config=ray_tune.TuneConfig(search_alg=router, scheduler=StudySchedulers(plan.studies),
