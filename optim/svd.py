@@ -398,8 +398,10 @@ def _refined_projection(a: torch.Tensor, rank: int, tolerance: float) -> torch.T
     error_sq = 0.0
     for value, residual in zip(value_list, residual_list):
         gap = value - outside if keep_top else outside - value
-        # Without a positive gap a direction may be mixed completely: count it with angle 1.
-        angle_sq = min(residual / gap**2, 1.0) if gap > 0 else 1.0
+        # Without a positive gap a direction may be mixed completely: count it with angle 1 (also
+        # when the gap is so small that its square underflows to 0).
+        gap_sq = gap * gap if gap > 0 else 0.0
+        angle_sq = min(residual / gap_sq, 1.0) if gap_sq > 0 else 1.0
         error_sq += angle_sq * (max(value, 0.0) + outside)
     return result if error_sq <= tolerance**2 * result_energy else None
 

@@ -528,3 +528,4 @@ def test_batched_truncation_leaves_non_finite_members_to_the_single_route(shape)
     optim.svd.truncate_members(stacked, [2, 2, 2])
     for member in range(3):
         torch.testing.assert_close(stacked[member], expected[member], equal_nan=True)
+
