@@ -84,9 +84,6 @@ class Plan:
     finals: list
     datasets: dict  # data key -> DataSpec
 
-    def final_runs(self) -> int:
-        return sum(len(group.seeds) for group in self.finals)
-
 
 def plan_run(specs: list[ExperimentSpec], base_seed: int) -> Plan:
     studies: dict[str, Study] = {}

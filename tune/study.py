@@ -22,7 +22,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tune.plan import FinalGroup, Plan, Study, asha_milestones
+from tune.plan import Plan, Study, asha_milestones
 from tune.space import to_optuna
 from tune.trainable import trainable
 
