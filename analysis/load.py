@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 import optim
+from tune.plan import RESULTS_FOLDER
 
 KEYS = ["experiment", "optimizer", "phase", "study", "repeat", "trial_id", "seed"]
 CONFIG_COLUMNS = ["lr", *dict.fromkeys(name for hparams in optim.HPARAMS.values() for name in hparams)]
@@ -39,7 +40,6 @@ CURVE_COLUMNS = [*KEYS, "epoch", *METRIC_COLUMNS, "diverged", "epoch_time", "nod
                  *CONFIG_COLUMNS]
 TRIAL_COLUMNS = [*KEYS, *CONFIG_COLUMNS, "node_id", "epochs", *METRIC_COLUMNS, "best_val_loss", "best_val_acc",
                  "diverged", "pruned", "train_time", "started_at", "ended_at"]
-RESULTS_FOLDER = "results"  # as tune.pipeline.ResultLog writes it
 TRIAL_ORDER = ["experiment", "phase", "optimizer", "trial_id"]
 
 

@@ -10,9 +10,9 @@ from analysis.load import CURVE_COLUMNS, curves_from_run_folders, trials_from_cu
 from tune.cluster import warm_trial_workers
 from tune.experiments import from_dict
 from tune.pipeline import DONE_FILE, INTERRUPTED, run_experiments
-from tune.plan import asha_milestones, plan_run
+from tune.plan import RESULTS_FOLDER, TRIALS_FOLDER, asha_milestones, plan_run
 from tune.space import to_optuna, to_tune, validate_space
-from tune.study import RESULTS_FOLDER, TRIALS_FOLDER, PatientASHA
+from tune.study import PatientASHA
 
 LR = {"type": "loguniform", "low": 1e-4, "high": 1e-1}
 TUNING = {"num_samples": 4, "epochs": 3, "grace_period": 1, "reduction_factor": 2, "concurrency": 1, "repeats": 2}

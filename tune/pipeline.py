@@ -26,9 +26,9 @@ from ray import tune as ray_tune
 from models import load_data
 from tune.experiments import ExperimentSpec
 from tune.loop import as_tensors
-from tune.plan import Plan, Study, plan_run
+from tune.plan import RESULTS_FOLDER, TRIALS_FOLDER, Plan, Study, plan_run, trial_name
 from tune.progress import Progress
-from tune.study import MAX_FAILURES, RESULTS_FOLDER, TRIALS_FOLDER, StudyRouter, run_trials, trial_name
+from tune.study import MAX_FAILURES, StudyRouter, run_trials
 
 DONE_FILE = "done.json"
 BEST_FILE = "best.json"

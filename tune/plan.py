@@ -15,6 +15,14 @@ import numpy as np
 from tune.experiments import ExperimentSpec, StudyBudget
 
 FINAL_REPORT_EVERY = 10  # epochs between a final run's reports (and checkpoints)
+# the run folder's own subfolders (layout: tune.pipeline)
+TRIALS_FOLDER = "trials"  # Ray Tune's experiment folder of the run's trials
+RESULTS_FOLDER = "results"  # our own log of every trial's reports (tune.pipeline.ResultLog)
+
+
+def trial_name(config: dict, trial_id: str) -> str:
+    """A trial's folder (Ray Tune's) and results file (ours): tune-<id> or final-<id>."""
+    return f"{config['phase']}-{trial_id}"
 
 
 def content_key(value) -> str:

@@ -22,18 +22,12 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tune.plan import Plan, Study, asha_milestones
+from tune.plan import TRIALS_FOLDER, Plan, Study, asha_milestones, trial_name
 from tune.space import to_optuna
 from tune.trainable import trainable
 
 MAX_FAILURES = 3  # a crashed trial (lost node, killed worker) is retried (a final run from its checkpoint)
-TRIALS_FOLDER = "trials"  # Ray Tune's experiment folder of the run's trials, under the run folder
-RESULTS_FOLDER = "results"  # our own log of every trial's reports (tune.pipeline.ResultLog)
 
-
-def trial_name(config: dict, trial_id: str) -> str:
-    """A trial's folder (Ray Tune's) and results file (ours): tune-<id> or final-<id>."""
-    return f"{config['phase']}-{trial_id}"
 
 
 class PatientASHA:
@@ -94,7 +88,7 @@ class StudyRouter(Searcher):
         self.results: dict[str, dict[str, dict]] = {study.name: {} for study in self.studies}  # last results
         self.finals = [group for group in plan.finals if group.name not in finals_done]
         self.pending_runs: list[dict] = []
-        self.trial_study: dict[str, str] = {}
+        self.trial_study: dict[str, Study] = {}
         self.params: dict[str, dict] = {}  # the searched values of each tuning trial
         self.release_finals()  # of studies a previous attempt finished
 
@@ -114,7 +108,7 @@ class StudyRouter(Searcher):
             params = self.searchers[study.name].suggest(trial_id)
             if params is not None:
                 self.issued[study.name] += 1
-                self.trial_study[trial_id] = study.name
+                self.trial_study[trial_id] = study
                 self.params[trial_id] = params
                 return study.trial_config(params)
         if self.pending_runs:
@@ -125,15 +119,15 @@ class StudyRouter(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self.trial_study:
-            self.searchers[self.trial_study[trial_id]].on_trial_result(trial_id, result)
+            self.searchers[self.trial_study[trial_id].name].on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        name = self.trial_study.pop(trial_id, None)
-        if name is None:
+        study = self.trial_study.pop(trial_id, None)
+        if study is None:
             return  # a final run
+        name = study.name
         self.searchers[name].on_trial_complete(trial_id, result, error=error)
         self.results[name][trial_id] = {**(result or {}), "params": self.params.pop(trial_id)}
-        study = next(study for study in self.studies if study.name == name)
         if len(self.results[name]) == study.budget.num_samples:
             self.best[name] = best_config(self.results[name], study)
             self.on_study_done(study, self.best[name], sorted(self.results[name]))
