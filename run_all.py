@@ -9,11 +9,16 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import sys
+import textwrap
 from pathlib import Path
 
-RUN_FILE = "run.json"
+from tune.run_folder import LATEST, RUN_FILE, atomic_path
+
+MAX_CPUS = 100_000
+EXIT_CODES = """exit codes: 0 complete; 1 incomplete (a study or final group failed: --resume retries it);
+2 bad input, nothing started; 75 a write to the run folder failed (free space, then --resume);
+130, 143, 129 interrupted by Ctrl-C, SIGTERM, SIGHUP (--resume continues)"""
 
 
 class CliError(Exception):
@@ -25,20 +30,27 @@ class Parser(argparse.ArgumentParser):
         raise CliError(message)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def count(at_most: int):
+    """An argparse type: an integer from 1 to `at_most`."""
+    def parse(text: str) -> int:
+        from optim.base import positive_int
+
+        try:
+            return positive_int("value", int(text), at_most)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer from 1 to {at_most:,}, got {text!r}") from None
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="run_all.py", description=__doc__.split("\n\n")[0])
+    from tune.experiments import LIMITS  # imports torch: not before main() runs (Ctrl-C while starting)
+
+    budget_limits = textwrap.fill("budgets in a spec are integers from 1 to at most: " + ", ".join(
+        f"{name} {limit:,}" for name, limit in LIMITS.items()), 100)
+    parser = Parser(prog="run_all.py", description=__doc__.split("\n\n")[0], epilog=f"{budget_limits}.\n{EXIT_CODES}",
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--cpus", type=positive_int,
+    where.add_argument("--cpus", type=count(MAX_CPUS),
                        help=f"start a local Ray with this many CPUs, one trial each (default: all {os.cpu_count()} cores)")
     where.add_argument("--address", help="connect to a running Ray cluster instead: auto, host:port or ray://host:port")
     parser.add_argument("--experiments", default="all", help="comma-separated experiment names (see --list), or all (default: all)")
@@ -46,10 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the experiment in this JSON spec file (repeatable; format: tune/experiments/*.json); "
                              "with --spec and no --experiments only the spec's experiments run")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
-    parser.add_argument("--num-samples", type=positive_int, help="tuning trials per optimizer (default: each spec's)")
-    parser.add_argument("--seeds", type=positive_int, help="paired seeds of the final runs (default: each spec's, 10)")
-    parser.add_argument("--repeats", type=positive_int,
-                        help="independent tuning studies per optimizer, each with its own search seed (default: each spec's, 3; --smoke: 2)")
+    parser.add_argument("--num-samples", type=count(LIMITS["num_samples"]),
+                        help=f"tuning trials per optimizer, at most {LIMITS['num_samples']:,} (default: each spec's)")
+    parser.add_argument("--seeds", type=count(LIMITS["seeds"]),
+                        help=f"paired seeds of the final runs, at most {LIMITS['seeds']:,} (default: each spec's, 10)")
+    parser.add_argument("--repeats", type=count(LIMITS["repeats"]),
+                        help=f"independent tuning studies per optimizer, each with its own search seed, at most "
+                             f"{LIMITS['repeats']} (default: each spec's, 3; --smoke: 2)")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets for an end-to-end check in a few minutes (default: off)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the search and the tuning runs; final runs use seed+1..seed+N (default: 0)")
     parser.add_argument("--output", type=Path, default=Path("results"), help="folder that holds the runs (default: results)")
@@ -129,37 +144,21 @@ def check_output(output: Path) -> None:
 
 
 def point_latest(run: Path) -> None:
-    link = run.parent / "latest"
+    link = run.parent / LATEST
     if link.exists() and not link.is_symlink():
         return
-    temporary = run.parent / f".latest.{os.getpid()}"
-    temporary.unlink(missing_ok=True)
-    temporary.symlink_to(run.name)
-    temporary.replace(link)
+    with atomic_path(link) as partial:
+        partial.symlink_to(run.name)
 
 
 def write_run_file(run: Path, settings: dict, status: str, provenance: dict | None = None) -> None:
-    """run.json; without `provenance`, the one written when the run started is kept."""
-    from tune.pipeline import write_json
+    """run.json; without `provenance`, the one written before is kept."""
+    from tune.run_folder import read_json, write_json
 
     if provenance is None:
-        provenance = json.loads((run / RUN_FILE).read_text()).get("provenance")
+        provenance = read_json(run / RUN_FILE, {}).get("provenance")
     write_json(run / RUN_FILE, {"settings": settings, "status": status, "argv": sys.argv[1:],
                                 "updated": dt.datetime.now().isoformat(timespec="seconds"), "provenance": provenance})
-
-
-def exit_on_interrupt(resume_command: str) -> None:
-    """From now on Ctrl-C ends the run at once with exit code 130 and says how to continue it.
-
-    Everything --resume needs is on disk at every moment. A KeyboardInterrupt is not enough:
-    Ray Tune's threads keep a normal exit waiting, and one raised inside Ray's code can be
-    swallowed there (seen: a run that went on to finish after Ctrl-C)."""
-    def stop(signum, frame):
-        sys.stdout.flush()
-        print(f"\ninterrupted; continue with: {resume_command}", file=sys.stderr, flush=True)
-        os._exit(130)
-
-    signal.signal(signal.SIGINT, stop)
 
 
 def main(argv=None) -> int:
@@ -173,7 +172,8 @@ def main(argv=None) -> int:
             raise CliError(str(error)) from None
         return 0
 
-    from tune.experiments import SPEC_FILE, load_spec, save_spec
+    from tune.experiments import load_spec, save_spec
+    from tune.run_folder import SPEC_FILE, RunFolderBusy, claim
 
     run = args.output / (args.name or dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     try:
@@ -181,8 +181,6 @@ def main(argv=None) -> int:
             settings = resumed_settings(args, run)
             specs = [load_spec(run / name / SPEC_FILE) for name in settings["experiments"]]
         else:
-            if run.exists():
-                raise CliError(f"{run} already exists; pass --resume to continue it or choose another --name")
             specs = select_experiments(args.experiments, args.spec, args.num_samples, args.seeds, args.smoke,
                                        args.repeats)
             settings = {"experiments": [spec.name for spec in specs], "seed": args.seed,
@@ -190,10 +188,38 @@ def main(argv=None) -> int:
     except SpecError as error:
         raise CliError(str(error)) from None
     check_output(args.output)
+    try:
+        claim(run, new=not args.resume)
+    except RunFolderBusy as error:
+        raise CliError(str(error)) from None
 
+    from tune.ending import EXIT_WRITE_FAILED, end_on_signals, end_run, write_failure
+
+    if not args.resume:
+        try:
+            for spec in specs:
+                save_spec(spec, run)
+            write_run_file(run, settings, "running")
+        except (OSError, KeyboardInterrupt) as error:
+            shutil.rmtree(run, ignore_errors=True)  # nothing ran yet: leave no half-made run behind
+            if isinstance(error, KeyboardInterrupt):
+                raise
+            raise CliError(write_failure(error, run)) from None
+    resume_command = f"python run_all.py --resume --output {args.output} --name {run.name}"
+    end_on_signals(resume_command)
+    try:
+        return run_and_report(args, run, specs, settings, resume_command)
+    except OSError as error:
+        end_run(EXIT_WRITE_FAILED, write_failure(error, run))
+
+
+def run_and_report(args, run: Path, specs: list, settings: dict, resume_command: str) -> int:
+    """Start or connect to Ray, run what is not done yet, then write the frames and the report."""
     from tune.cluster import (ClusterError, check_storage_shared, cluster_cpus, connect, provenance,
                               quiet_environment, start_local)
+    from tune.ending import EXIT_INCOMPLETE, end_run
     from tune.pipeline import run_experiments
+    from tune.plan import plan_run
     from analysis.__main__ import rebuild
     from analysis.load import write_frames
 
@@ -203,28 +229,26 @@ def main(argv=None) -> int:
             connect(args.address)
         else:
             start_local(args.cpus or os.cpu_count(), args.dashboard)
-        run.mkdir(exist_ok=args.resume)
-        if not args.resume:
-            for spec in specs:
-                save_spec(spec, run)
-            write_run_file(run, settings, "running", provenance(args.address, specs))
+        write_run_file(run, settings, "running", provenance(args.address, specs))
         if args.address:
             check_storage_shared(run)
     except ClusterError as error:
-        if not args.resume and run.exists():
+        if not args.resume:
             shutil.rmtree(run)  # nothing ran yet: leave no half-made run behind
         raise CliError(str(error)) from None
     point_latest(run)
 
     cpus = cluster_cpus()
-    print(f"run folder {run}  ({cpus} CPUs, experiments {', '.join(s.name for s in specs)})")
-    exit_on_interrupt(f"python run_all.py --resume --output {args.output} --name {run.name}")
-    run_experiments(specs, run, settings["seed"])
+    print(f"run folder {run}  ({cpus} CPUs)")
+    print(plan_run(specs, settings["seed"]).summary(cpus), flush=True)
+    _, unfinished = run_experiments(specs, run, settings["seed"])
     curves, trials = write_frames(run)
     report = rebuild(run, curves, trials)
-    write_run_file(run, settings, "complete")
-    print(f"done: {len(trials)} trials, {len(curves)} epochs -> {run}/curves.parquet, trials.parquet")
+    write_run_file(run, settings, "incomplete" if unfinished else "complete")
+    print(f"{len(trials)} trials, {len(curves)} epochs -> {run}/curves.parquet, trials.parquet")
     print(f"report: {report}")
+    if unfinished:
+        end_run(EXIT_INCOMPLETE, f"incomplete: {len(unfinished)} failed and given up: {', '.join(unfinished)}")
     return 0
 
 
@@ -234,6 +258,6 @@ if __name__ == "__main__":
     except CliError as error:
         print(f"run_all.py: error: {error}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:  # Ctrl-C while starting, before the run has begun (exit_on_interrupt)
+    except KeyboardInterrupt:  # Ctrl-C while starting, before the run folder was made (tune.ending)
         print("\nrun_all.py: interrupted before the run started", file=sys.stderr, flush=True)
-        os._exit(130)  # a half-started Ray keeps a normal exit waiting
+        os._exit(130)

@@ -18,7 +18,6 @@ trials.parquet; it is rebuilt whole each time (a resumed run duplicates nothing)
 """
 import datetime as dt
 import math
-import os
 from pathlib import Path
 
 import optuna
@@ -28,6 +27,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from tune.run_folder import atomic_path
 from tune.space import to_optuna
 
 JOURNAL_FILE = "optuna.journal"
@@ -50,25 +50,22 @@ def write_journal(run_dir, curves: pd.DataFrame, trials: pd.DataFrame, specs) ->
     tuned = tuned.sort_values(["started_at", "trial_id"] if "started_at" in tuned.columns else ["trial_id"])
     epochs = curves[(curves["phase"] == "tune") & (curves["epoch"] > 0)]
     curve_of = dict(list(epochs.groupby(["experiment", "optimizer", "trial_id"])))
-    partial = run / f".{JOURNAL_FILE}.{os.getpid()}.tmp"
-    partial.unlink(missing_ok=True)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        storage = open_journal(partial)
-        for (experiment, optimizer, repeat), group in tuned.groupby(["experiment", "optimizer", "repeat"]):
-            if experiment not in specs:
-                raise ValueError(f"trials of experiment {experiment!r}, which has no spec in {run}")
-            spec = specs[experiment]
-            name = study_name(experiment, optimizer, repeat)
-            study = optuna.create_study(study_name=name, storage=storage, direction=DIRECTIONS[spec.tuning.mode])
-            distributions = to_optuna(spec.optimizers[optimizer])
-            for row in group.to_dict("records"):
-                curve = curve_of.get((experiment, optimizer, row["trial_id"]), epochs.iloc[:0])
-                study.add_trial(_frozen_trial(row, curve, spec, distributions, name))
-        partial.replace(run / JOURNAL_FILE)
+        with atomic_path(run / JOURNAL_FILE) as partial:
+            storage = open_journal(partial)
+            for (experiment, optimizer, repeat), group in tuned.groupby(["experiment", "optimizer", "repeat"]):
+                if experiment not in specs:
+                    raise ValueError(f"trials of experiment {experiment!r}, which has no spec in {run}")
+                spec = specs[experiment]
+                name = study_name(experiment, optimizer, repeat)
+                study = optuna.create_study(study_name=name, storage=storage, direction=DIRECTIONS[spec.tuning.mode])
+                distributions = to_optuna(spec.optimizers[optimizer])
+                for row in group.to_dict("records"):
+                    curve = curve_of.get((experiment, optimizer, row["trial_id"]), epochs.iloc[:0])
+                    study.add_trial(_frozen_trial(row, curve, spec, distributions, name))
     finally:
-        partial.unlink(missing_ok=True)
         optuna.logging.set_verbosity(verbosity)
     return run / JOURNAL_FILE
 

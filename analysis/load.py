@@ -25,13 +25,14 @@ trials columns
     train_time (s, sum of epoch_time), started_at and ended_at (Unix s of its first and last report)
 """
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import optim
-from tune.plan import RESULTS_FOLDER
+from tune.run_folder import RESULTS_FOLDER, CURVES_FILE, RUN_FILE, SPEC_FILE, TRIALS_FILE, atomic_path
 
 KEYS = ["experiment", "optimizer", "phase", "study", "repeat", "trial_id", "seed"]
 CONFIG_COLUMNS = ["lr", *dict.fromkeys(name for hparams in optim.HPARAMS.values() for name in hparams)]
@@ -45,13 +46,19 @@ TRIAL_ORDER = ["experiment", "phase", "optimizer", "trial_id"]
 
 def _trial_rows(result_file: Path) -> list[dict]:
     rows = []
-    for line in result_file.read_text().splitlines():
+    try:
+        lines = result_file.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        warnings.warn(f"skipped unreadable results file {result_file}: {error}", stacklevel=3)
+        return []
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             result = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line cut short by a killed process
+            warnings.warn(f"skipped line {number} of {result_file}: not JSON (cut short?)", stacklevel=3)
+            continue
         if "epoch" not in result:
             continue
         config = result.get("config", {})
@@ -120,16 +127,16 @@ def _checked_run(path) -> Path:
 def load_run(path) -> pd.DataFrame:
     """The per-epoch frame of a run folder (see the module docstring for columns)."""
     run = _checked_run(path)
-    if (run / "curves.parquet").exists():
-        return pd.read_parquet(run / "curves.parquet")
+    if (run / CURVES_FILE).exists():
+        return pd.read_parquet(run / CURVES_FILE)
     return curves_from_run_folders(run)
 
 
 def load_trials(path) -> pd.DataFrame:
     """The per-trial frame of a run folder (see the module docstring for columns)."""
     run = _checked_run(path)
-    if (run / "trials.parquet").exists():
-        return pd.read_parquet(run / "trials.parquet")
+    if (run / TRIALS_FILE).exists():
+        return pd.read_parquet(run / TRIALS_FILE)
     return trials_from_curves(load_run(run))
 
 
@@ -137,15 +144,16 @@ def write_frames(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rebuild curves.parquet and trials.parquet from Ray's folders of the run."""
     curves = curves_from_run_folders(run)
     trials = trials_from_curves(curves)
-    curves.to_parquet(Path(run) / "curves.parquet", index=False)
-    trials.to_parquet(Path(run) / "trials.parquet", index=False)
+    for frame, name in ((curves, CURVES_FILE), (trials, TRIALS_FILE)):
+        with atomic_path(Path(run) / name) as partial:
+            frame.to_parquet(partial, index=False)
     return curves, trials
 
 
 def load_specs(path) -> dict:
     """Every <run>/<experiment>/spec.json as a typed tune.experiments.ExperimentSpec, keyed by
     folder name; a spec that fails validation maps to the SpecError saying why."""
-    from tune.experiments import SPEC_FILE, SpecError, load_spec
+    from tune.experiments import SpecError, load_spec
 
     specs = {}
     for file in sorted(_checked_run(path).glob(f"*/{SPEC_FILE}")):
@@ -159,7 +167,7 @@ def load_specs(path) -> dict:
 def load_provenance(path) -> dict | None:
     """run.json's "provenance" (versions, git commit, CPUs, nodes, address, concurrency), if any."""
     try:
-        provenance = json.loads((Path(path) / "run.json").read_text()).get("provenance")
+        provenance = json.loads((Path(path) / RUN_FILE).read_text()).get("provenance")
     except (OSError, ValueError, AttributeError):
         return None
     return provenance if isinstance(provenance, dict) else None

@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis.metrics import CONFIDENCE, bootstrap_ci, higher_is_better
 from tune.experiments import BASELINE
+from tune.run_folder import atomic_path
 
 OPTIMIZER_COLORS = {
     "adam": "#333333",
@@ -60,8 +61,11 @@ def save_figure(axes, path, dpi: int = DPI) -> Path:
     figure = first.figure
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
-    plt.close(figure)
+    try:
+        with atomic_path(path) as partial:
+            figure.savefig(partial, dpi=dpi, format="png")
+    finally:
+        plt.close(figure)
     return path
 
 

@@ -21,6 +21,7 @@ from analysis.sections import Experiment, primary_of
 from analysis import sections
 from analysis.text import fmt_difference, fmt_p, table
 from tune.experiments import BASELINE, ExperimentSpec
+from tune.run_folder import REPORT_FILE, atomic_path
 
 EXACT_SEEDS = N_PERMUTATIONS.bit_length() - 1  # 2**n sign patterns fit in N_PERMUTATIONS
 
@@ -129,6 +130,7 @@ def write_report(run_dir, curves: pd.DataFrame | None = None, trials: pd.DataFra
               "Each write-up's optimizer against tuned Adam on mnist1d, every optimizer tuned with the same "
               "budget in independent repeats, then each repeat's best config retrained on paired seeds.", "",
               "Experiments: " + (", ".join(names) or "none found") + ".", "", VERDICT_RULE, "", "## Summary", ""]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(header + summary(rows) + body))
+    path = run_dir / REPORT_FILE
+    with atomic_path(path) as partial:
+        partial.write_text("\n".join(header + summary(rows) + body))
     return path

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tune.run_folder import atomic_path
+
 DEFAULT_CACHE = Path(os.environ.get("MNIST1D_CACHE", Path.home() / ".cache" / "mnist1d-tune"))
 SPLITS = ("train", "val", "test")
 
@@ -80,7 +82,6 @@ def load_data(spec: DataSpec = DataSpec(), cache_dir: Path | str | None = DEFAUL
             return Splits(**{name: arrays[name] for name in arrays.files})
     splits = generate(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez(partial, **asdict(splits))
-    partial.replace(path)  # atomic: a concurrent reader never sees half a file
+    with atomic_path(path) as partial, open(partial, "wb") as file:  # a concurrent reader never sees half a file
+        np.savez(file, **asdict(splits))
     return splits

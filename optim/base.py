@@ -19,14 +19,17 @@ def invalid_hparam(name: str, value: Any, requirement: str) -> ValueError:
     return ValueError(f"Invalid {name}: {value!r} (must be {requirement})")
 
 
-def positive_int(name: str, value: Any) -> int:
-    """`value` as an int, or ValueError naming it unless it is an integer >= 1 (numpy ints are fine)."""
+def positive_int(name: str, value: Any, at_most: int | None = None) -> int:
+    """`value` as an int, or ValueError naming it unless it is an integer >= 1 (numpy ints are fine)
+    and at most `at_most`. The project's one check of a count: hyperparameters, spec budgets, CLI flags."""
     try:
         as_int = operator.index(value)
     except TypeError:
         as_int = None
     if as_int is None or isinstance(value, bool) or as_int < 1:
         raise invalid_hparam(name, value, "an integer >= 1")
+    if at_most is not None and as_int > at_most:
+        raise invalid_hparam(name, value, f"at most {at_most:,}")
     return as_int
 
 

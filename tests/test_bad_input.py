@@ -74,6 +74,10 @@ CASES = {
     "existing run without resume": (["--name", "earlier", "--experiments", "cgi"], ["already exists", "--resume"]),
     "name that is a path": (["--name", "../elsewhere"], ["--name"]),
     "name latest": (["--name", "latest"], ["--name"]),
+    "seeds beyond the bound": (["--seeds", "1000000000"], ["--seeds", "1,000"]),
+    "num-samples beyond the bound": (["--num-samples", "10001"], ["--num-samples", "10,000"]),
+    "repeats beyond the bound": (["--repeats", "101"], ["--repeats", "100"]),
+    "cpus beyond the bound": (["--cpus", "100001"], ["--cpus"]),
 }
 
 SPEC_CASES = {
@@ -85,6 +89,12 @@ SPEC_CASES = {
     "spec grace period beyond epochs": ({"tuning__grace_period": 99}, ["grace_period"]),
     "spec metric and mode contradict": ({"tuning__mode": "max"}, ["mode"]),
     "spec zero seeds": ({"final__seeds": 0}, ["seeds"]),
+    "spec seeds beyond the bound": ({"final__seeds": 1_000_000_000}, ["final.seeds", "at most 1,000"]),
+    "spec trials beyond the bound": ({"tuning__num_samples": 10_001}, ["num_samples", "at most"]),
+    "spec tuning epochs beyond the bound": ({"tuning__epochs": 10**6}, ["tuning.epochs", "at most"]),
+    "spec final epochs beyond the bound": ({"final__epochs": 10**6}, ["final.epochs", "at most"]),
+    "spec repeats beyond the bound": ({"tuning__repeats": 1000}, ["repeats", "at most 100"]),
+    "spec concurrency beyond the bound": ({"tuning__concurrency": 10**6}, ["concurrency", "at most"]),
     "spec name that is a path": ({"name": "../up"}, ["name"]),
     "spec unknown hyperparameter": ({"optimizers__svd__momentum": {"type": "uniform", "low": 0, "high": 1}}, ["momentum"]),
 }

@@ -21,7 +21,7 @@ def test_list_names_every_experiment():
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--cpus", "0"], ["--cpus", "at least 1"]),
+    (["--cpus", "0"], ["--cpus", "from 1 to"]),
     (["--num-samples", "-1"], ["--num-samples"]),
     (["--seeds", "zero"], ["--seeds"]),
     (["--frobnicate"], ["unrecognized", "--frobnicate"]),

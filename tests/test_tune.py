@@ -9,8 +9,9 @@ import pytest
 from analysis.load import CURVE_COLUMNS, curves_from_run_folders, trials_from_curves
 from tune.cluster import warm_trial_workers
 from tune.experiments import from_dict
-from tune.pipeline import DONE_FILE, INTERRUPTED, run_experiments
-from tune.plan import RESULTS_FOLDER, TRIALS_FOLDER, asha_milestones, plan_run
+from tune.pipeline import run_experiments
+from tune.plan import asha_milestones, plan_run
+from tune.run_folder import DONE_FILE, INTERRUPTED, RESULTS_FOLDER, TRIALS_FOLDER
 from tune.space import to_optuna, to_tune, validate_space
 from tune.study import PatientASHA
 
@@ -34,7 +35,8 @@ def run(ray_session, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     for spec in (ALPHA, BETA):
         (run_dir / spec.name).mkdir()
-    plan = run_experiments([ALPHA, BETA], run_dir, seed=0)
+    plan, unfinished = run_experiments([ALPHA, BETA], run_dir, seed=0)
+    assert unfinished == []
     curves = curves_from_run_folders(run_dir)
     return run_dir, plan, curves, trials_from_curves(curves)
 

@@ -6,11 +6,13 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 from tune import warm
@@ -48,6 +50,24 @@ def runtime_env() -> dict:
     return {"py_modules": folders, "env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
 
 
+ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def keeping_signal_handlers():
+    """Ray's driver sets its own SIGTERM handler (sys.exit(15)) while it starts; the run's (tune.ending)
+    stay, and a signal that arrives meanwhile waits (blocked) until they are back."""
+    kept = {signum: signal.getsignal(signum) for signum in ENDING_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
+    try:
+        yield
+    finally:
+        for signum, handler in kept.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING_SIGNALS)
+
+
 def start_local(cpus: int, dashboard: bool = False):
     """A one-machine Ray that listens on loopback only, with one warm trial worker per CPU."""
     # Ray's single-machine mode (its default on macOS/Windows) binds every service to 127.0.0.1.
@@ -66,8 +86,9 @@ def start_local(cpus: int, dashboard: bool = False):
     worker_environment = warm.worker_environment(ready_dir)
     os.environ.update(worker_environment)  # the raylet, and so every worker, inherits them
     try:
-        context = ray.init(address="local", num_cpus=cpus, include_dashboard=dashboard, log_to_driver=False,
-                           logging_level=logging.ERROR, _system_config=warm.local_system_config(dashboard))
+        with keeping_signal_handlers():
+            context = ray.init(address="local", num_cpus=cpus, include_dashboard=dashboard, log_to_driver=False,
+                               logging_level=logging.ERROR, _system_config=warm.local_system_config(dashboard))
     finally:
         for name in worker_environment:
             del os.environ[name]
@@ -138,7 +159,8 @@ def connect(address: str):
 
     check_address(address)
     probe(address)
-    return ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, runtime_env=runtime_env())
+    with keeping_signal_handlers():
+        return ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, runtime_env=runtime_env())
 
 
 def cluster_cpus() -> int:

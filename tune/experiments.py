@@ -10,16 +10,21 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import optim
+from optim.base import positive_int
 from models import DataSpec
+from tune.run_folder import SPEC_FILE, write_json
 from tune.space import validate_space
 
 SPEC_DIR = Path(__file__).parent / "experiments"
-SPEC_FILE = "spec.json"
 BASELINE = "adam"
 METRIC_MODES = {"val_loss": "min", "val_acc": "max"}
 # best_val_epoch: a run is judged at its epoch of best validation metric (early stopping), and a
 # tuning trial by its best validation value so far; final_epoch: both at the last epoch trained.
 PRIMARY_METRICS = ("best_val_epoch", "final_epoch")
+# Upper bounds of every count in a spec or on the command line (README, --help): far beyond any
+# real experiment on mnist1d, so that a typo is refused at once instead of hanging a run later.
+LIMITS = {"num_samples": 10_000, "epochs": 10_000, "seeds": 1_000, "repeats": 100, "concurrency": 1_000,
+          "grace_period": 10_000, "reduction_factor": 100, "batch_size": 100_000, "width": 100_000}
 SMOKE = {"num_samples": 3, "tune_epochs": 3, "final_epochs": 3, "seeds": 2, "repeats": 2}
 
 
@@ -107,10 +112,13 @@ def _require(condition: bool, where: str, message: str) -> None:
         raise SpecError(f"{where}: {message}")
 
 
-def _positive_int(value, where: str) -> int:
-    _require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, where,
-             f"must be a positive integer, got {value!r}")
-    return value
+def _count(value, where: str, limit: str) -> int:
+    """`value` if it is an integer from 1 to LIMITS[limit], else SpecError naming `where`."""
+    _require(isinstance(value, int), where, f"must be an integer, got {value!r}")
+    try:
+        return positive_int(where, value, LIMITS[limit])
+    except ValueError as error:
+        raise SpecError(str(error)) from None
 
 
 def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
@@ -133,7 +141,7 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
     hidden = raw.get("model", {}).get("hidden", [100, 100])
     _require(isinstance(hidden, list) and hidden != [], f"{where}.model.hidden", "must be a non-empty list of widths")
     for width in hidden:
-        _positive_int(width, f"{where}.model.hidden")
+        _count(width, f"{where}.model.hidden", "width")
 
     optimizers = raw.get("optimizers")
     _require(isinstance(optimizers, dict), f"{where}.optimizers", "must map optimizer names to search spaces")
@@ -164,7 +172,7 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
     final = _section(raw, "final", FinalRuns, ("epochs", "seeds"), where)
     _require(final.primary in PRIMARY_METRICS, f"{where}.final.primary", f"must be one of {', '.join(PRIMARY_METRICS)}")
 
-    batch_size = _positive_int(raw.get("batch_size", 100), f"{where}.batch_size")
+    batch_size = _count(raw.get("batch_size", 100), f"{where}.batch_size", "batch_size")
     verdict = raw.get("reported_verdict", "")
     _require(verdict in ("", "supported", "not supported"), f"{where}.reported_verdict",
              "must be 'supported' or 'not supported'")
@@ -182,7 +190,7 @@ def _section(raw: dict, key: str, kind, positive_fields: tuple, where: str):
     _require(isinstance(values, dict), f"{where}.{key}", "must be a JSON object")
     for field_name in positive_fields:
         if field_name in values:
-            _positive_int(values[field_name], f"{where}.{key}.{field_name}")
+            _count(values[field_name], f"{where}.{key}.{field_name}", field_name)
     try:
         return kind(**values)
     except TypeError as error:
@@ -214,9 +222,7 @@ def save_spec(spec: ExperimentSpec, run_dir: Path | str) -> None:
     """<run_dir>/<name>/spec.json: the spec as run (budgets after overrides), which --resume reads back."""
     folder = Path(run_dir) / spec.name
     folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f"{SPEC_FILE}.tmp"
-    partial.write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
-    partial.replace(folder / SPEC_FILE)
+    write_json(folder / SPEC_FILE, spec.to_dict())
 
 
 def builtin_specs() -> dict[str, ExperimentSpec]:

@@ -15,14 +15,13 @@ import numpy as np
 from tune.experiments import ExperimentSpec, StudyBudget
 
 FINAL_REPORT_EVERY = 10  # epochs between a final run's reports (and checkpoints)
-# the run folder's own subfolders (layout: tune.pipeline)
-TRIALS_FOLDER = "trials"  # Ray Tune's experiment folder of the run's trials
-RESULTS_FOLDER = "results"  # our own log of every trial's reports (tune.pipeline.ResultLog)
-
-
-def trial_name(config: dict, trial_id: str) -> str:
-    """A trial's folder (Ray Tune's) and results file (ours): tune-<id> or final-<id>."""
-    return f"{config['phase']}-{trial_id}"
+# For the time estimate of a plan, measured in the default run on the 2-core reference machine
+# (2026-12-01, README): CPU seconds per tuning epoch, overheads included; the share of the tuning
+# epochs ASHA lets trials train; CPU seconds per epoch of one member of a final population.
+TUNING_EPOCH_CPU_S = 0.063
+ASHA_SHARE = 0.35
+FINAL_MEMBER_EPOCH_CPU_S = 0.03
+RUN_FIXED_S = 20  # starting Ray and warm workers, writing the report
 
 
 def content_key(value) -> str:
@@ -91,6 +90,26 @@ class Plan:
     studies: list
     finals: list
     datasets: dict  # data key -> DataSpec
+
+    def summary(self, cpus: int) -> str:
+        """The plan in one line: its size, its epochs at most, and about how long it takes on `cpus`."""
+        trials = sum(study.budget.num_samples for study in self.studies)
+        tuning_epochs = sum(study.budget.num_samples * study.budget.epochs for study in self.studies)
+        runs = sum(len(group.seeds) for group in self.finals)
+        final_epochs = sum(len(group.seeds) * group.fixed["epochs"] for group in self.finals)
+        seconds = RUN_FIXED_S + (tuning_epochs * ASHA_SHARE * TUNING_EPOCH_CPU_S + final_epochs * FINAL_MEMBER_EPOCH_CPU_S) / cpus
+        experiments = {name for study in self.studies for name in study.experiments}
+        return (f"plan: {len(experiments)} experiments, {len(self.studies)} studies, {trials:,} tuning trials, "
+                f"{runs:,} final runs in {len(self.finals)} populations; at most {tuning_epochs + final_epochs:,} "
+                f"epochs; about {_duration(seconds)} on {cpus} CPUs")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def plan_run(specs: list[ExperimentSpec], base_seed: int) -> Plan:

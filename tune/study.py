@@ -22,7 +22,8 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tune.plan import TRIALS_FOLDER, Plan, Study, asha_milestones, trial_name
+from tune.plan import Plan, Study, asha_milestones
+from tune.run_folder import TRIALS_FOLDER, trial_name
 from tune.space import to_optuna
 from tune.trainable import trainable
 
@@ -73,7 +74,8 @@ class StudySchedulers(FIFOScheduler):
 class StudyRouter(Searcher):
     """Hands out the trials of every unfinished study, then each study's final runs.
 
-    `on_study_done(study, best_config, trial_ids)` is called when a study's last trial ended.
+    `on_study_done(study, best_config, results)` is called when a study's last trial ended, with
+    each of its trials' last result (trial id -> result, "error" true if it was given up).
     """
 
     def __init__(self, plan: Plan, best: dict[str, dict], on_study_done: Callable, finals_done: set[str]):
@@ -127,10 +129,10 @@ class StudyRouter(Searcher):
             return  # a final run
         name = study.name
         self.searchers[name].on_trial_complete(trial_id, result, error=error)
-        self.results[name][trial_id] = {**(result or {}), "params": self.params.pop(trial_id)}
+        self.results[name][trial_id] = {**(result or {}), "params": self.params.pop(trial_id), "error": error}
         if len(self.results[name]) == study.budget.num_samples:
             self.best[name] = best_config(self.results[name], study)
-            self.on_study_done(study, self.best[name], sorted(self.results[name]))
+            self.on_study_done(study, self.best[name], self.results[name])
             self.release_finals()
 
     def release_finals(self) -> None:
@@ -166,7 +168,7 @@ def run_trials(plan: Plan, folder: Path, datasets: dict, router: StudyRouter, ca
         trainable(datasets),
         tune_config=ray_tune.TuneConfig(search_alg=router, scheduler=StudySchedulers(plan.studies),
                                         num_samples=router.total_trials(), reuse_actors=True,
-                                        trial_dirname_creator=lambda trial: trial_name(trial.config, trial.trial_id)),
+                                        trial_dirname_creator=lambda trial: trial_name(trial.config["phase"], trial.trial_id)),
         run_config=ray_tune.RunConfig(
             name=TRIALS_FOLDER,
             storage_path=str(Path(folder).resolve()),
