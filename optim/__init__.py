@@ -14,7 +14,8 @@ from .gao import GradientAlignmentOptimizer
 from .gns import GNSAdam
 from .lrg import LRGAdam
 from .population import PopulationAdam
-from .svd import SVDGradientOptimizer, low_rank_approximation
+from .low_rank import low_rank_approximation
+from .svd import SVDGradientOptimizer
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,

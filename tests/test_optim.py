@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 import optim
-import optim.svd
-from optim.svd import low_rank_approximation
+import optim.low_rank
+from optim.low_rank import low_rank_approximation
 
 NAMES = list(optim.OPTIMIZERS)
 # Small enough that the tiny test model's gradients are actually transformed.
@@ -416,13 +416,13 @@ def test_low_rank_approximation_passes_non_finite_and_zero_matrices_through(shap
 
 def counting_fallbacks(monkeypatch) -> list[int]:
     fallbacks = []
-    exact = optim.svd.exact_low_rank_approximation
+    exact = optim.low_rank.exact_low_rank_approximation
 
     def counting_exact(matrix, rank):
         fallbacks.append(rank)
         return exact(matrix, rank)
 
-    monkeypatch.setattr(optim.svd, "exact_low_rank_approximation", counting_exact)
+    monkeypatch.setattr(optim.low_rank, "exact_low_rank_approximation", counting_exact)
     return fallbacks
 
 
@@ -436,8 +436,8 @@ def matrix_with_singular_values(singular_values: torch.Tensor, seed: int = 0) ->
 
 def test_subspace_route_is_used_for_the_mlp_gradients_and_is_deterministic(monkeypatch):
     calls = []
-    filtered = optim.svd._filtered_projection
-    monkeypatch.setattr(optim.svd, "_filtered_projection", lambda *args: calls.append(1) or filtered(*args))
+    filtered = optim.low_rank._filtered_projection
+    monkeypatch.setattr(optim.low_rank, "_filtered_projection", lambda *args: calls.append(1) or filtered(*args))
     gradients = default_mlp_gradients()
     for name in ("lrg matrix, step 0", "hidden weight, step 50"):
         first = low_rank_approximation(gradients[name], 10)
@@ -449,16 +449,16 @@ def test_subspace_route_is_used_for_the_mlp_gradients_and_is_deterministic(monke
 def test_subspace_route_estimate_holds_when_the_filter_is_cut_short(monkeypatch):
     # Too few filter degrees leave the block unconverged: whenever the route still answers, its error
     # estimate must have been an upper bound.
-    monkeypatch.setattr(optim.svd, "FILTER_RETRY_DEGREE", 1)
+    monkeypatch.setattr(optim.low_rank, "FILTER_RETRY_DEGREE", 1)
     gradients = default_mlp_gradients()
     matrices = [gradients["lrg matrix, step 50"], gradients["hidden weight, step 0"]]
     matrices += [sample_matrices()[name] for name in ("gaussian", "decaying spectrum", "low rank plus noise")]
     answered = 0
     for effort in (2.0, 4.0, 6.0, 9.0):
-        monkeypatch.setattr(optim.svd, "FILTER_EFFORT", effort)
+        monkeypatch.setattr(optim.low_rank, "FILTER_EFFORT", effort)
         for matrix in matrices:
             for tolerance in (1e-3, 1e-4, 1e-5):
-                result = optim.svd._filtered_projection(matrix.double(), matrix.float(), 10, tolerance)
+                result = optim.low_rank._filtered_projection(matrix.double(), matrix.float(), 10, tolerance)
                 if result is not None:
                     answered += 1
                     assert relative_error(result, truncated_svd(matrix, 10)) <= tolerance
@@ -472,8 +472,8 @@ def test_subspace_route_check_rejects_a_block_missing_a_top_direction(monkeypatc
     matrix = matrix_with_singular_values(singular_values).float()
     u = torch.linalg.svd(matrix.double()).U
     for block, accepted in ((u[:, :24], True), (u[:, 1:25], False)):
-        monkeypatch.setattr(optim.svd, "_chebyshev_basis", lambda *args, block=block: block.clone())
-        result = optim.svd._filtered_projection(matrix.double(), matrix.float(), 10, 1e-5)
+        monkeypatch.setattr(optim.low_rank, "_chebyshev_basis", lambda *args, block=block: block.clone())
+        result = optim.low_rank._filtered_projection(matrix.double(), matrix.float(), 10, 1e-5)
         assert (result is not None) == accepted
 
     fallbacks = counting_fallbacks(monkeypatch)
@@ -498,8 +498,8 @@ def test_batched_truncation_of_members_matches_exact_truncated_svd(monkeypatch):
     # route (124 x 124, 100 x 100) together, batched; a member alone with its rank goes one by one.
     batched = []
     for route in ("_float64_projections", "_filtered_projections"):
-        original = getattr(optim.svd, route)
-        monkeypatch.setattr(optim.svd, route,
+        original = getattr(optim.low_rank, route)
+        monkeypatch.setattr(optim.low_rank, route,
                             lambda a, *args, original=original: batched.append(a.shape[:-2]) or original(a, *args))
     matrices = sample_matrices()
     gradients = default_mlp_gradients()
@@ -512,7 +512,7 @@ def test_batched_truncation_of_members_matches_exact_truncated_svd(monkeypatch):
     for group in groups:
         for ranks in ([10, 10, 5], [2, 2, 2]):
             stacked = torch.stack(group)
-            optim.svd.truncate_members(stacked, ranks)
+            optim.low_rank.truncate_members(stacked, ranks)
             for member, (matrix, rank) in enumerate(zip(group, ranks)):
                 assert relative_error(stacked[member], truncated_svd(matrix, rank)) <= 1e-4, (member, rank)
     # Each group: its two members of rank 10 together, then all three of rank 2 together.
@@ -525,7 +525,7 @@ def test_batched_truncation_leaves_non_finite_members_to_the_single_route(shape)
     stacked = torch.randn(3, *shape, generator=generator)
     stacked[1, 3, 4] = float("nan")
     expected = [low_rank_approximation(matrix, 2) for matrix in stacked]
-    optim.svd.truncate_members(stacked, [2, 2, 2])
+    optim.low_rank.truncate_members(stacked, [2, 2, 2])
     for member in range(3):
         torch.testing.assert_close(stacked[member], expected[member], equal_nan=True)
 
