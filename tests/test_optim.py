@@ -320,7 +320,7 @@ def test_svd_truncates_each_matrix_gradient_and_leaves_other_shapes():
         assert torch.equal(params[key].grad, grads[key])
 
 
-# --- the fast truncated-SVD route shared by lrg and svd -------------------------------------------
+# --- the truncated SVD of lrg and svd (optim.low_rank) against exact torch.linalg.svd ----------------
 
 
 def default_mlp_gradients() -> dict[str, torch.Tensor]:
@@ -369,6 +369,14 @@ def sample_matrices() -> dict[str, torch.Tensor]:
     }
 
 
+def matrix_with_singular_values(singular_values: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    size = singular_values.numel()
+    u, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
+    return u @ torch.diag(singular_values.double()) @ v.T
+
+
 def test_low_rank_approximation_matches_exact_truncated_svd():
     for name, matrix in sample_matrices().items():
         for rank in (1, 5, 10, 20, 60, 100, 120, 123):
@@ -380,26 +388,21 @@ def test_low_rank_approximation_matches_exact_truncated_svd():
             assert error <= 1e-4, f"{name}, rank {rank}: relative error {error:.1e}"
 
 
-def test_low_rank_approximation_falls_back_where_the_fast_route_would_miss(monkeypatch):
-    # Past its numerical rank this matrix's float32 Gram eigenvectors are noise.
-    matrix = sample_matrices()["low rank plus noise"]
-    reference = truncated_svd(matrix, 60)
-    assert relative_error(low_rank_approximation(matrix, 60, tolerance=math.inf), reference) > 1e-4
-
-    fallbacks = counting_fallbacks(monkeypatch)
-    assert relative_error(low_rank_approximation(matrix, 60), reference) <= 1e-4
-    assert fallbacks == [60]
-    for gradient in default_mlp_gradients().values():
-        low_rank_approximation(gradient, 10)
-    assert fallbacks == [60]  # real gradients take the fast routes
-
-    # The float64 route (few rows) must not pick arbitrarily between equal singular values either.
+def test_low_rank_approximation_is_accurate_where_a_fast_route_alone_would_miss():
+    # Past its numerical rank this matrix's float32 Gram eigenvectors are noise; at a cut between equal
+    # singular values the truncation is not unique and a route would pick any one. Without the error
+    # check (tolerance=inf) each case misses; with it, the exact SVD is used.
     generator = torch.Generator().manual_seed(0)
     u, _ = torch.linalg.qr(torch.randn(20, 20, generator=generator, dtype=torch.float64))
     v, _ = torch.linalg.qr(torch.randn(30, 20, generator=generator, dtype=torch.float64))
-    singular_values = torch.tensor([3.0, 2.0, 1.0, 1.0] + [0.5] * 16, dtype=torch.float64)
-    low_rank_approximation(u @ torch.diag(singular_values) @ v.T, 3)
-    assert fallbacks == [60, 3]
+    equal_few_rows = u @ torch.diag(torch.tensor([3.0, 2.0, 1.0, 1.0] + [0.5] * 16, dtype=torch.float64)) @ v.T
+    equal_many_rows = matrix_with_singular_values(
+        torch.cat([torch.linspace(4, 2, 9), torch.ones(2), torch.linspace(0.5, 0.01, 113)]))  # σ_10 = σ_11
+    cases = [(sample_matrices()["low rank plus noise"], 60), (equal_few_rows, 3), (equal_many_rows, 10)]
+    for matrix, rank in cases:
+        reference = truncated_svd(matrix, rank)
+        assert relative_error(low_rank_approximation(matrix, rank, tolerance=math.inf), reference) > 1e-4
+        assert relative_error(low_rank_approximation(matrix, rank), reference) <= 1e-4
 
 
 @pytest.mark.parametrize("shape", [(20, 30), (124, 124)])  # the float64 and the subspace-iteration route
@@ -411,39 +414,16 @@ def test_low_rank_approximation_passes_non_finite_and_zero_matrices_through(shap
     assert torch.equal(low_rank_approximation(torch.zeros(shape), 2), torch.zeros(shape))
 
 
-# --- the subspace-iteration route (large matrices, small ranks) -------------------------------------
-
-
-def counting_fallbacks(monkeypatch) -> list[int]:
-    fallbacks = []
-    exact = optim.low_rank.exact_low_rank_approximation
-
-    def counting_exact(matrix, rank):
-        fallbacks.append(rank)
-        return exact(matrix, rank)
-
-    monkeypatch.setattr(optim.low_rank, "exact_low_rank_approximation", counting_exact)
-    return fallbacks
-
-
-def matrix_with_singular_values(singular_values: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    size = singular_values.numel()
-    u, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
-    v, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
-    return u @ torch.diag(singular_values.double()) @ v.T
-
-
-def test_subspace_route_is_used_for_the_mlp_gradients_and_is_deterministic(monkeypatch):
-    calls = []
-    filtered = optim.low_rank._filtered_projection
-    monkeypatch.setattr(optim.low_rank, "_filtered_projection", lambda *args: calls.append(1) or filtered(*args))
+def test_low_rank_approximation_is_deterministic():
+    # Training must be reproducible: the same matrix gives the same bits, whatever was computed before.
     gradients = default_mlp_gradients()
-    for name in ("lrg matrix, step 0", "hidden weight, step 50"):
+    for name in ("lrg matrix, step 0", "hidden weight, step 50", "input weight, step 0"):
         first = low_rank_approximation(gradients[name], 10)
-        low_rank_approximation(torch.randn(80, 90), 7)  # another call in between changes nothing
+        low_rank_approximation(torch.randn(80, 90), 7)
         assert torch.equal(low_rank_approximation(gradients[name], 10), first)
-    assert len(calls) == 6
+
+
+# --- the subspace-iteration route's error check (large matrices, small ranks) ------------------------
 
 
 def test_subspace_route_estimate_holds_when_the_filter_is_cut_short(monkeypatch):
@@ -462,45 +442,23 @@ def test_subspace_route_estimate_holds_when_the_filter_is_cut_short(monkeypatch)
                 if result is not None:
                     answered += 1
                     assert relative_error(result, truncated_svd(matrix, 10)) <= tolerance
-    assert answered >= 20
+    assert answered >= 20  # the bound was put to the test
 
 
-def test_subspace_route_check_rejects_a_block_missing_a_top_direction(monkeypatch):
+def test_subspace_route_stays_accurate_when_its_block_misses_a_top_direction(monkeypatch):
     # An exactly invariant block without the top singular direction has tiny residuals; only the
     # Cholesky check can notice that an eigenvalue above τ lies outside it.
-    singular_values = torch.logspace(0, -2, 124)
-    matrix = matrix_with_singular_values(singular_values).float()
+    matrix = matrix_with_singular_values(torch.logspace(0, -2, 124)).float()
+    reference = truncated_svd(matrix, 10)
     u = torch.linalg.svd(matrix.double()).U
-    for block, accepted in ((u[:, :24], True), (u[:, 1:25], False)):
+    for block in (u[:, :24], u[:, 1:25]):
         monkeypatch.setattr(optim.low_rank, "_chebyshev_basis", lambda *args, block=block: block.clone())
-        result = optim.low_rank._filtered_projection(matrix.double(), matrix.float(), 10, 1e-5)
-        assert (result is not None) == accepted
-
-    fallbacks = counting_fallbacks(monkeypatch)
-    assert relative_error(low_rank_approximation(matrix, 10), truncated_svd(matrix, 10)) <= 1e-4
-    assert fallbacks == [10]
+        assert relative_error(low_rank_approximation(matrix, 10), reference) <= 1e-4
 
 
-def test_subspace_route_falls_back_on_equal_singular_values(monkeypatch):
-    # σ_10 = σ_11 exactly (float64): the truncation is not unique, so the route must not pick one.
-    singular_values = torch.cat([torch.linspace(4, 2, 9), torch.ones(2), torch.linspace(0.5, 0.01, 113)])
-    matrix = matrix_with_singular_values(singular_values)
-    fallbacks = counting_fallbacks(monkeypatch)
-    low_rank_approximation(matrix, 10)
-    assert fallbacks == [10]
-    low_rank_approximation(matrix, 9)  # σ_9 > σ_10: fine
-    assert fallbacks == [10]
-
-
-def test_batched_truncation_of_members_matches_exact_truncated_svd(monkeypatch):
+def test_batched_truncation_of_members_matches_exact_truncated_svd():
     # Members of one shape with their own ranks, as svd and lrg populations truncate them: those of one
-    # rank go through the float64 route (the tall, wide and input-weight shapes) or the subspace-iteration
-    # route (124 x 124, 100 x 100) together, batched; a member alone with its rank goes one by one.
-    batched = []
-    for route in ("_float64_projections", "_filtered_projections"):
-        original = getattr(optim.low_rank, route)
-        monkeypatch.setattr(optim.low_rank, route,
-                            lambda a, *args, original=original: batched.append(a.shape[:-2]) or original(a, *args))
+    # rank are truncated together, batched; a member alone with its rank on its own.
     matrices = sample_matrices()
     gradients = default_mlp_gradients()
     groups = [
@@ -515,8 +473,6 @@ def test_batched_truncation_of_members_matches_exact_truncated_svd(monkeypatch):
             optim.low_rank.truncate_members(stacked, ranks)
             for member, (matrix, rank) in enumerate(zip(group, ranks)):
                 assert relative_error(stacked[member], truncated_svd(matrix, rank)) <= 1e-4, (member, rank)
-    # Each group: its two members of rank 10 together, then all three of rank 2 together.
-    assert batched.count((2,)) == len(groups) and batched.count((3,)) == len(groups)
 
 
 @pytest.mark.parametrize("shape", [(20, 30), (124, 124)])  # the float64 and the subspace-iteration route
@@ -528,4 +484,3 @@ def test_batched_truncation_leaves_non_finite_members_to_the_single_route(shape)
     optim.low_rank.truncate_members(stacked, [2, 2, 2])
     for member in range(3):
         torch.testing.assert_close(stacked[member], expected[member], equal_nan=True)
-
