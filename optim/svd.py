@@ -38,7 +38,8 @@ class LowRankWrapper(GradientTransformWrapper):
     ) -> None:
         super().__init__(params, lr, base_class, base_kwargs, rank=rank)
 
-    def validate_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def validate_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
         return {"rank": positive_int("rank", hparams["rank"])}
 
 

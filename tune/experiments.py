@@ -141,17 +141,17 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
     _require(len(optimizers) >= 2, f"{where}.optimizers", f"must compare at least one optimizer with {BASELINE}")
     for name, space in optimizers.items():
         at = f"{where}.optimizers.{name}"
-        _require(name in optim.HPARAMS, at, f"unknown optimizer; known: {', '.join(optim.OPTIMIZERS)}")
+        _require(name in optim.REGISTRY, at, f"unknown optimizer; known: {', '.join(optim.REGISTRY)}")
         try:
             validate_space(space, at)
         except ValueError as error:
             raise SpecError(str(error)) from None
         _require("lr" in space, at, "must tune lr")
-        extra = sorted(set(space) - {"lr"} - set(optim.HPARAMS[name]))
+        extra = sorted(set(space) - {"lr"} - set(optim.REGISTRY[name].hparams))
         _require(not extra, at, f"{name} has no hyperparameter(s) {', '.join(extra)}")
         _require(space["lr"] == optimizers[BASELINE]["lr"], f"{at}.lr",
                  "every optimizer must search the same lr range as the baseline")
-        _check_bounds(name, space, at)
+        _check_ends(name, space, at)
 
     tuning = _section(raw, "tuning", StudyBudget,
                       ("num_samples", "epochs", "grace_period", "reduction_factor", "concurrency", "repeats"), where)
@@ -189,16 +189,27 @@ def _section(raw: dict, key: str, kind, positive_fields: tuple, where: str):
         raise SpecError(f"{where}.{key}: {error}") from None
 
 
-def _check_bounds(name: str, space: dict, where: str) -> None:
-    """Hyperparameter ranges the optimizer itself would reject (e.g. rank 0, beta 1)."""
-    lows = {"inversion_frequency": 1, "rank": 1, "beta": 0, "norm_eps": 0}
-    for key, dist in space.items():
-        if key in lows and dist["type"] != "choice":
-            _require(dist["low"] >= lows[key], f"{where}.{key}", f"low must be >= {lows[key]}, got {dist['low']}")
-        if key == "beta" and dist["type"] != "choice":
-            _require(dist["high"] < 1, f"{where}.beta", f"high must be < 1, got {dist['high']}")
-        if key == "lr" and dist["type"] != "choice":
-            _require(dist["low"] > 0, f"{where}.lr", f"low must be > 0, got {dist['low']}")
+def _check_ends(name: str, space: dict, where: str) -> None:
+    """Refuse a range whose ends (or a choice) the optimizer itself would reject (e.g. rank 0, beta 1)."""
+    lr = space["lr"]
+    if lr["type"] != "choice":
+        _require(lr["low"] > 0, f"{where}.lr", f"low must be > 0, got {lr['low']}")
+    hparams = {key: dist for key, dist in space.items() if key != "lr"}
+    for key, dist in hparams.items():
+        for value in _ends(dist):
+            try:
+                optim.REGISTRY[name].validated({key: value})
+            except (TypeError, ValueError) as error:
+                raise SpecError(f"{where}.{key}: {error}") from None
+
+
+def _ends(dist: dict) -> list:
+    """The values at the ends of a validated search-space entry (tune.space), or its choices."""
+    if dist["type"] == "choice":
+        return dist["values"]
+    if dist["type"] == "int":
+        return [int(dist["low"]), int(dist["high"])]
+    return [dist["low"], dist["high"]]
 
 
 def load_spec(path: Path | str) -> ExperimentSpec:
