@@ -2,8 +2,10 @@
 
 A spec says what is compared and how: data sizes, model, each optimizer's search space,
 the tuning budget (trials, epochs, ASHA), the tuning metric, the final runs, and what the
-write-up itself reported, so the report can show it beside our numbers.
+write-up itself reported, so the report can show it beside our numbers. An optimizer defined
+outside optim/ is found through "imports": modules (on PYTHONPATH) that register it when imported.
 """
+import importlib
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -64,6 +66,7 @@ class ExperimentSpec:
     reported_metrics: dict = field(default_factory=dict)  # optimizer -> {metric: value}
     reported_verdict: str = ""  # the write-up's own conclusion: "supported" / "not supported"
     choices: tuple = ()  # what this spec chose where the write-up was silent
+    imports: tuple = ()  # modules that register optimizers of this spec (optim.register) when imported
 
     @property
     def candidates(self) -> list[str]:
@@ -84,6 +87,7 @@ class ExperimentSpec:
         spec = asdict(self)
         spec["model"] = {"hidden": list(spec.pop("hidden"))}
         spec["choices"] = list(self.choices)
+        spec["imports"] = list(self.imports)
         return spec
 
     def with_budget(self, num_samples=None, seeds=None, smoke=False, repeats=None) -> "ExperimentSpec":
@@ -117,7 +121,7 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
     """Validate `raw` (the JSON form) and build the spec; SpecError names the bad field."""
     _require(isinstance(raw, dict), where, "must be a JSON object")
     known = {"name", "title", "seed_file", "hypothesis", "data", "model", "batch_size", "optimizers",
-             "tuning", "final", "reported", "reported_metrics", "reported_verdict", "choices"}
+             "tuning", "final", "reported", "reported_metrics", "reported_verdict", "choices", "imports"}
     unknown = sorted(set(raw) - known)
     _require(not unknown, where, f"unknown field(s) {', '.join(unknown)}")
     for key in ("name", "title", "seed_file", "hypothesis"):
@@ -135,13 +139,24 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
     for width in hidden:
         _positive_int(width, f"{where}.model.hidden")
 
+    imports = raw.get("imports", [])
+    _require(isinstance(imports, list) and all(isinstance(name, str) and name for name in imports),
+             f"{where}.imports", "must be a list of module names")
+    for module in imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise SpecError(f"{where}.imports: cannot import {module!r} ({error}); "
+                            "put the folder that holds it on PYTHONPATH") from None
+
     optimizers = raw.get("optimizers")
     _require(isinstance(optimizers, dict), f"{where}.optimizers", "must map optimizer names to search spaces")
     _require(BASELINE in optimizers, f"{where}.optimizers", f"must include the baseline {BASELINE!r}")
     _require(len(optimizers) >= 2, f"{where}.optimizers", f"must compare at least one optimizer with {BASELINE}")
     for name, space in optimizers.items():
         at = f"{where}.optimizers.{name}"
-        _require(name in optim.REGISTRY, at, f"unknown optimizer; known: {', '.join(optim.REGISTRY)}")
+        _require(name in optim.REGISTRY, at, f"unknown optimizer; known: {', '.join(optim.REGISTRY)} "
+                 "(one defined elsewhere: name its module under \"imports\")")
         try:
             validate_space(space, at)
         except ValueError as error:
@@ -172,7 +187,7 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
         name=raw["name"], title=raw["title"], seed_file=raw["seed_file"], hypothesis=raw["hypothesis"],
         optimizers=optimizers, data=data, hidden=tuple(hidden), batch_size=batch_size, tuning=tuning,
         final=final, reported=raw.get("reported", {}), reported_metrics=raw.get("reported_metrics", {}),
-        reported_verdict=verdict, choices=tuple(raw.get("choices", ())),
+        reported_verdict=verdict, choices=tuple(raw.get("choices", ())), imports=tuple(imports),
     )
 
 
