@@ -142,4 +142,10 @@ def test_an_optimizer_registered_outside_optim_runs_through_the_cli(user_module,
         index="seed", columns="optimizer", values="val_loss")
     assert (initial["signadam"] == initial["adam"]).all()  # paired with Adam's final runs
     assert "| signadam |" in (run / "report.md").read_text()
-    assert json.loads((run / "signadam" / "spec.json").read_text())["imports"] == ["sign_adam"]  # for --resume
+    # the saved spec names the module, so a later process (--resume, the analysis) registers it too
+    assert json.loads((run / "signadam" / "spec.json").read_text())["imports"] == ["sign_adam"]
+    (run / "report.md").unlink()
+    rebuilt = subprocess.run([sys.executable, "-m", "analysis", run], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=600)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert "| signadam |" in (run / "report.md").read_text()
