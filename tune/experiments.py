@@ -209,8 +209,9 @@ def _check_ends(name: str, space: dict, where: str) -> None:
     lr = space["lr"]
     if lr["type"] != "choice":
         _require(lr["low"] > 0, f"{where}.lr", f"low must be > 0, got {lr['low']}")
-    hparams = {key: dist for key, dist in space.items() if key != "lr"}
-    for key, dist in hparams.items():
+    for key, dist in space.items():
+        if key == "lr":
+            continue
         for value in _ends(dist):
             try:
                 optim.REGISTRY[name].validated({key: value})
