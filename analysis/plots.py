@@ -1,7 +1,8 @@
 """Figures of the final runs, and what every figure shares (colours, axes style, saving).
 Every function takes `ax=None` (a new figure is made) and returns the axes; colours come
-from each optimizer's record (optim.REGISTRY) so every figure agrees. Nothing here shows or saves a figure except
-save_figure, which the caller uses; the backend is chosen by the command-line entry point.
+from each optimizer's record (optim.REGISTRY) so every figure agrees. Nothing here shows or
+saves a figure except save_figure, which the caller uses; the backend is chosen by the
+command-line entry point.
 Tuning figures are in analysis.plots_tuning.
 """
 

@@ -48,7 +48,8 @@ def fmt_p(p: float) -> str:
 
 
 def fmt_hparam(optimizer: str, name: str, value, space: dict | None = None) -> str:
-    """An integer hyperparameter (by its search space or its optimizer's record) without decimals."""
+    """A hyperparameter's value for the report; an integer one (by its search space or its optimizer's
+    record) without decimals."""
     if _is_missing(value):
         return "—"
     if isinstance(value, (int, float, np.number)):
