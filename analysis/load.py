@@ -17,7 +17,7 @@ curves columns
     diverged (a diverged trial's last row has val_loss = inf), epoch_time (s of training),
     node_id (Ray node the trial ran on), max_epochs (the trial's budget),
     reported_at (Unix s of the report that carried the epoch),
-    lr, inversion_frequency, beta, norm_eps, rank (NaN where the optimizer has no such knob)
+    lr, then every registered optimizer's hyperparameters (NaN where the optimizer has no such knob)
 trials columns
     experiment, optimizer, phase, study, repeat, trial_id, seed, the config columns, node_id,
     epochs (trained), train_loss, val_loss, val_acc, test_loss, test_acc (at its last epoch),
@@ -35,7 +35,7 @@ import optim
 from tune.run_folder import RESULTS_FOLDER, CURVES_FILE, RUN_FILE, SPEC_FILE, TRIALS_FILE, atomic_path
 
 KEYS = ["experiment", "optimizer", "phase", "study", "repeat", "trial_id", "seed"]
-CONFIG_COLUMNS = ["lr", *dict.fromkeys(name for hparams in optim.HPARAMS.values() for name in hparams)]
+CONFIG_COLUMNS = ["lr", *dict.fromkeys(name for info in optim.REGISTRY.values() for name in info.hparams)]
 METRIC_COLUMNS = ["train_loss", "val_loss", "val_acc", "test_loss", "test_acc"]
 CURVE_COLUMNS = [*KEYS, "epoch", *METRIC_COLUMNS, "diverged", "epoch_time", "node_id", "max_epochs", "reported_at",
                  *CONFIG_COLUMNS]

@@ -1,7 +1,8 @@
 """Figures of the final runs, and what every figure shares (colours, axes style, saving).
 Every function takes `ax=None` (a new figure is made) and returns the axes; colours come
-from OPTIMIZER_COLORS so every figure agrees. Nothing here shows or saves a figure except
-save_figure, which the caller uses; the backend is chosen by the command-line entry point.
+from each optimizer's record (optim.REGISTRY) so every figure agrees. Nothing here shows or
+saves a figure except save_figure, which the caller uses; the backend is chosen by the
+command-line entry point.
 Tuning figures are in analysis.plots_tuning.
 """
 
@@ -14,18 +15,11 @@ import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 
+import optim
 from analysis.metrics import CONFIDENCE, bootstrap_ci, higher_is_better
 from tune.experiments import BASELINE
 from tune.run_folder import atomic_path
 
-OPTIMIZER_COLORS = {
-    "adam": "#333333",
-    "cgi": "#1f77b4",
-    "gao": "#ff7f0e",
-    "gns": "#2ca02c",
-    "lrg": "#d62728",
-    "svd": "#9467bd",
-}
 _SPARE_COLORS = ["#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
 FIGSIZE = (6.4, 4.2)
 DPI = 120
@@ -44,9 +38,9 @@ AXIS_LABELS = {
 
 
 def optimizer_color(name: str) -> str:
-    """The fixed colour of an optimizer; unknown names get a stable spare colour."""
-    if name in OPTIMIZER_COLORS:
-        return OPTIMIZER_COLORS[name]
+    """The colour of an optimizer's record; names not registered here get a stable spare colour."""
+    if name in optim.REGISTRY:
+        return optim.REGISTRY[name].color
     return _SPARE_COLORS[sum(map(ord, name)) % len(_SPARE_COLORS)]
 
 

@@ -115,9 +115,9 @@ def hyperparameters(ex: Experiment) -> list[str]:
         space, reported = ex.spec.optimizers.get(optimizer, {}), ex.spec.reported.get(optimizer, {})
         configs, source = _configs(ex, optimizer)
         for name in dict.fromkeys([*space, *reported]):
-            ours = "; ".join(f"r{int(c['repeat'])}: {fmt_hparam(name, c.get(name), space.get(name))}"
+            ours = "; ".join(f"r{int(c['repeat'])}: {fmt_hparam(optimizer, name, c.get(name), space.get(name))}"
                              for c in configs) or "—"
-            rows.append([optimizer, name, ours, fmt_hparam(name, reported.get(name), space.get(name)),
+            rows.append([optimizer, name, ours, fmt_hparam(optimizer, name, reported.get(name), space.get(name)),
                          source if configs else "no runs"])
     if not rows:
         return ["No hyperparameters recorded.", ""]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import optim
 from analysis.metrics import higher_is_better
 
 METRIC_NAMES = {"test_loss": "test loss", "test_acc": "test accuracy",
@@ -46,11 +47,14 @@ def fmt_p(p: float) -> str:
     return "—" if _is_missing(p) else f"{p:.3g}"
 
 
-def fmt_hparam(name: str, value, space: dict | None = None) -> str:
+def fmt_hparam(optimizer: str, name: str, value, space: dict | None = None) -> str:
+    """A hyperparameter's value for the report; an integer one (by its search space or its optimizer's
+    record) without decimals."""
     if _is_missing(value):
         return "—"
     if isinstance(value, (int, float, np.number)):
-        integral = (space or {}).get("type") == "int" or name in ("inversion_frequency", "rank")
+        hparams = optim.REGISTRY[optimizer].hparams if optimizer in optim.REGISTRY else {}
+        integral = (space or {}).get("type") == "int" or (name in hparams and hparams[name].integer)
         if integral and float(value).is_integer():
             return str(int(value))
         return f"{float(value):.3g}"

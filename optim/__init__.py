@@ -1,9 +1,13 @@
-"""Optimizer registry: the optimizers of the five seed write-ups, each wrapping Adam, plus plain Adam.
+"""Optimizer registry: one OptimInfo record per optimizer, registered by name.
 
-Other code reaches optimizers only through `build_optimizer`, `build_population`, `OPTIMIZERS` and
-`HPARAMS`.
+Registered here: plain Adam and the optimizers of the five seed write-ups, each wrapping Adam. Other
+code reaches optimizers only through REGISTRY (the records), `build_optimizer` and `build_population`:
+spec validation, the results' config columns, the report's figures and formatting, the benchmarks'
+targets and the registry-wide tests all read the record. An optimizer defined outside this package
+registers itself with `register` when its module is imported (a spec names the module under "imports").
 """
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -12,43 +16,97 @@ from .base import GradientTransformWrapper
 from .cgi import CyclicalGradientInversion
 from .gao import GradientAlignmentOptimizer
 from .gns import GNSAdam
+from .low_rank import low_rank_approximation
 from .lrg import LRGAdam
 from .population import PopulationAdam
-from .svd import SVDGradientOptimizer, low_rank_approximation
+from .svd import SVDGradientOptimizer
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "cgi": CyclicalGradientInversion,
-    "gao": GradientAlignmentOptimizer,
-    "gns": GNSAdam,
-    "lrg": LRGAdam,
-    "svd": SVDGradientOptimizer,
-}
 
-# Each optimizer's hyperparameters (beyond lr) and their defaults.
-HPARAMS: dict[str, dict[str, Any]] = {
-    "adam": {},
-    "cgi": {"inversion_frequency": 10},
-    "gao": {"beta": 0.9},
-    "gns": {"norm_eps": 1e-8},
-    "lrg": {"rank": 10},
-    "svd": {"rank": 10},
-}
+@dataclass(frozen=True)
+class Hyperparameter:
+    """A hyperparameter beyond lr. Which values are valid is the optimizer's own `validate_hparams` to
+    say (see OptimInfo.validated)."""
+
+    default: int | float  # as in the optimizer's signature
+    integer: bool = False
+    log: bool = False  # searched on a log scale
+    search: tuple[float, float] | None = None  # default search range (its write-up's); None: kept at default
+
+    def space(self) -> dict:
+        """The default search range as a search-space entry (tune.space)."""
+        low, high = self.search
+        if self.integer:
+            return {"type": "int", "low": low, "high": high, "log": self.log}
+        return {"type": "loguniform" if self.log else "uniform", "low": low, "high": high}
+
+
+@dataclass(frozen=True)
+class OptimInfo:
+    """Everything the project knows about one optimizer."""
+
+    name: str
+    optimizer: type[torch.optim.Optimizer]  # built as optimizer(params, lr=lr, **hparams)
+    color: str  # in every figure
+    step_time_target: float  # most a full training step may take, relative to Adam's (benchmarks/optimizer_step.py)
+    # most one member of a population of 10 may take, relative to a single run (benchmarks/population.py)
+    member_time_target: float = 0.5
+    hparams: dict[str, Hyperparameter] = field(default_factory=dict)
+
+    def validated(self, hparams: dict[str, Any]) -> dict[str, Any]:
+        """`hparams`, the others at their defaults, checked and normalised by the optimizer's own static
+        `validate_hparams` (ValueError naming a bad value); an optimizer without one takes them as given."""
+        values = {name: hparam.default for name, hparam in self.hparams.items()} | dict(hparams)
+        validate = getattr(self.optimizer, "validate_hparams", None)
+        return validate(values) if validate else values
+
+    def default_space(self) -> dict:
+        """The hyperparameters that have a default search range, as a search space (without lr)."""
+        return {name: hparam.space() for name, hparam in self.hparams.items() if hparam.search}
+
+
+REGISTRY: dict[str, OptimInfo] = {}
+
+
+def register(info: OptimInfo) -> OptimInfo:
+    """Make the optimizer buildable by name; a name taken by another record is refused."""
+    if REGISTRY.get(info.name, info) != info:
+        raise ValueError(f"Optimizer {info.name!r} is already registered")
+    REGISTRY[info.name] = info
+    return info
+
+
+register(OptimInfo("adam", torch.optim.Adam, color="#333333", step_time_target=1.0, member_time_target=0.35))
+register(OptimInfo("cgi", CyclicalGradientInversion, color="#1f77b4", step_time_target=1.05,
+                   hparams={"inversion_frequency": Hyperparameter(10, integer=True, search=(2, 100))}))
+register(OptimInfo("gao", GradientAlignmentOptimizer, color="#ff7f0e", step_time_target=1.3,
+                   hparams={"beta": Hyperparameter(0.9, search=(0.8, 0.999))}))
+register(OptimInfo("gns", GNSAdam, color="#2ca02c", step_time_target=1.1,
+                   hparams={"norm_eps": Hyperparameter(1e-8, log=True)}))
+register(OptimInfo("lrg", LRGAdam, color="#d62728", step_time_target=2.5,
+                   hparams={"rank": Hyperparameter(10, integer=True, log=True, search=(1, 124))}))
+register(OptimInfo("svd", SVDGradientOptimizer, color="#9467bd", step_time_target=2.5,
+                   hparams={"rank": Hyperparameter(10, integer=True, log=True, search=(1, 100))}))
+
+
+def optimizer_info(name: str) -> OptimInfo:
+    """The record of `name`, or ValueError naming the registered ones."""
+    if name not in REGISTRY:
+        raise ValueError(f"Unknown optimizer: {name!r} (known: {', '.join(REGISTRY)})")
+    return REGISTRY[name]
 
 
 def build_optimizer(name: str, params, lr: float, **hparams: Any) -> torch.optim.Optimizer:
     """The optimizer `name` over `params` with learning rate `lr`; Adam at torch defaults underneath."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer: {name!r} (known: {', '.join(OPTIMIZERS)})")
-    unknown = sorted(set(hparams) - set(HPARAMS[name]))
+    info = optimizer_info(name)
+    unknown = sorted(set(hparams) - set(info.hparams))
     if unknown:
-        expected = ", ".join(HPARAMS[name]) or "none"
+        expected = ", ".join(info.hparams) or "none"
         raise ValueError(
             f"Unknown hyperparameter(s) for {name!r}: {', '.join(unknown)} (expected: {expected})"
         )
     # A numpy lr (as tuners may pass) would make the checkpoint unloadable with weights_only=True.
     lr = lr if isinstance(lr, torch.Tensor) else float(lr)
-    return OPTIMIZERS[name](params, lr=lr, **hparams)
+    return info.optimizer(params, lr=lr, **hparams)
 
 
 def build_population(name: str, params: list[torch.Tensor], lrs: list[float],
@@ -56,20 +114,22 @@ def build_population(name: str, params: list[torch.Tensor], lrs: list[float],
     """The optimizer `name` over a population: `params` stacked on a leading member axis [K, ...],
     member k with lr lrs[k] and hyperparameters hparams[k] (defaults filled in as build_optimizer does)."""
     members = [validated_member(name, lr, member) for lr, member in zip(lrs, hparams, strict=True)]
-    stacked = {key: [member[key] for member in members] for key in HPARAMS[name]}
-    transform = getattr(OPTIMIZERS[name], "transform_members", None)  # None: plain Adam
+    info = optimizer_info(name)
+    stacked = {key: [member[key] for member in members] for key in info.hparams}
+    transform = getattr(info.optimizer, "transform_members", None)  # None: plain Adam
     return PopulationAdam(params, [float(lr) for lr in lrs], stacked, transform)
 
 
 def validated_member(name: str, lr: float, hparams: dict[str, Any]) -> dict[str, Any]:
     """One member's hyperparameters, checked and normalised exactly as a single run's would be."""
     group = build_optimizer(name, [torch.zeros(1, requires_grad=True)], lr, **hparams).param_groups[0]
-    return {key: group[key] for key in HPARAMS[name]}
+    return {key: group[key] for key in optimizer_info(name).hparams}
 
 
 __all__ = [
-    "HPARAMS",
-    "OPTIMIZERS",
+    "REGISTRY",
+    "Hyperparameter",
+    "OptimInfo",
     "PopulationAdam",
     "CyclicalGradientInversion",
     "GNSAdam",
@@ -80,4 +140,6 @@ __all__ = [
     "build_optimizer",
     "build_population",
     "low_rank_approximation",
+    "optimizer_info",
+    "register",
 ]

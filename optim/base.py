@@ -75,8 +75,10 @@ class GradientTransformWrapper(Optimizer):
         for group in self.param_groups:
             self._add_hparams(group)
 
-    def validate_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
-        """Return the wrapper's hyperparameters normalised, raising ValueError naming a bad one."""
+    @staticmethod
+    def validate_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the wrapper's hyperparameters normalised, raising ValueError naming a bad one.
+        Static, so that a spec's ranges are checked against it without building an optimizer."""
         raise NotImplementedError
 
     def _add_hparams(self, group: dict[str, Any]) -> None:

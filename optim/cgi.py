@@ -41,7 +41,8 @@ class CyclicalGradientInversion(GradientTransformWrapper):
     ) -> None:
         super().__init__(params, lr, base_class, base_kwargs, inversion_frequency=inversion_frequency)
 
-    def validate_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def validate_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
         return {"inversion_frequency": positive_int("inversion_frequency", hparams["inversion_frequency"])}
 
     def transform_gradients(self) -> None:

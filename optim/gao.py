@@ -71,7 +71,8 @@ class GradientAlignmentOptimizer(GradientTransformWrapper):
     ) -> None:
         super().__init__(params, lr, base_class, base_kwargs, beta=beta)
 
-    def validate_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def validate_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
         return {"beta": real_number("beta", hparams["beta"], "0 <= beta < 1", lambda b: 0.0 <= b < 1.0)}
 
     def transformed_step(self) -> None:

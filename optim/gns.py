@@ -41,7 +41,8 @@ class GNSAdam(GradientTransformWrapper):
     ) -> None:
         super().__init__(params, lr, base_class, base_kwargs, norm_eps=norm_eps)
 
-    def validate_hparams(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def validate_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
         norm_eps = hparams["norm_eps"]
         return {"norm_eps": real_number("norm_eps", norm_eps, "finite and > 0", lambda e: 0.0 < e < math.inf)}
 

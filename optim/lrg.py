@@ -5,7 +5,7 @@ low-rank approximation of the whole gradient filters out noise and gives a more 
 
 All gradients (params in param_groups order, skipping those without a gradient) are flattened and
 concatenated into one vector of length N; n = ceil(sqrt(N)); the vector is zero-padded to n², reshaped
-row-major to n x n, replaced by its truncated SVD of rank `rank` (the fast route of svd.py, within 1e-4
+row-major to n x n, replaced by its truncated SVD of rank `rank` (optim.low_rank's, within 1e-4
 of the exact reconstruction), and the first N values are written back into the gradients; then the base
 optimizer steps. rank >= n leaves the gradients unchanged. In a population each member's gradients
 make their own matrix.
@@ -15,7 +15,8 @@ import math
 
 import torch
 
-from .svd import LowRankWrapper, truncate_members
+from .low_rank import truncate_members
+from .svd import LowRankWrapper
 
 
 def low_rank_flat_members(grads: list[torch.Tensor], ranks: list[int]) -> None:

@@ -383,7 +383,6 @@ def test_figures_return_their_axes(run_dir):
     ax = plots_tuning.plot_hparam(bench[bench["optimizer"] == "cgi"], "inversion_frequency",
                                   {"type": "int", "low": 2, "high": 100}, "best_val_loss", best)
     assert isinstance(ax.xaxis.get_major_locator(), matplotlib.ticker.MaxNLocator)
-    assert set(plots.OPTIMIZER_COLORS) == set(ALL_OPTIMIZERS)
 
 
 # --- report ----------------------------------------------------------------

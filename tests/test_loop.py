@@ -3,6 +3,9 @@ import math
 
 import torch
 
+import optim
+import tune.loop
+from models import MLP
 from tune.loop import train
 
 ADAM = {"optimizer": "adam", "lr": 3e-3, "epochs": 4, "seed": 1}
@@ -52,8 +55,35 @@ def test_final_runs_see_test_and_initial_metrics(data):
     assert all(0 <= m["test_acc"] <= 1 and m["test_loss"] > 0 for m in history)
 
 
-def test_same_seed_gives_same_initial_weights_whatever_the_optimizer(data):
-    adam = train({**ADAM, "epochs": 1, "eval_initial": True, "eval_test": True}, data)
-    fast = train({**ADAM, "lr": 1e-2, "epochs": 1, "eval_initial": True, "eval_test": True}, data)
-    assert adam[0] == fast[0]
-    assert torch.get_num_threads() == 1
+def test_same_seed_gives_same_start_whatever_the_optimizer(data, monkeypatch):
+    """Paired runs: every optimizer, at any lr, starts from the same weights and sees the same batches."""
+    seen_batches = []
+
+    class RecordingMLP(MLP):
+        def forward(self, x):
+            if torch.is_grad_enabled():  # a training step, not an evaluation
+                seen_batches[-1].append(x)
+            return super().forward(x)
+
+    monkeypatch.setattr(tune.loop, "MLP", RecordingMLP)
+    starts = {}
+    for name in optim.REGISTRY:
+        seen_batches.append([])
+        weights = {}
+
+        def keep_initial_weights(metrics, get_state, weights=weights):
+            if metrics["epoch"] == 0:
+                weights.update(copy.deepcopy(get_state()["model"]))
+
+        config = {**ADAM, "optimizer": name, "lr": 3e-3 if name == "adam" else 1e-2, "epochs": 1,
+                  "eval_initial": True, "eval_test": True}
+        history = train(config, data, on_epoch=keep_initial_weights)
+        starts[name] = (history[0], weights, seen_batches[-1])
+
+    adam_metrics, adam_weights, adam_batches = starts["adam"]
+    assert adam_metrics["epoch"] == 0 and adam_weights and len(adam_batches) == math.ceil(len(data.y_train) / 100)
+    for name, (metrics, weights, batches) in starts.items():
+        assert metrics == adam_metrics, name
+        assert weights.keys() == adam_weights.keys()
+        assert all(torch.equal(weights[key], adam_weights[key]) for key in weights), name
+        assert len(batches) == len(adam_batches) and all(map(torch.equal, batches, adam_batches)), name

@@ -1,7 +1,7 @@
-"""Tests for the optimizer registry in optim/ and the defining property of each seed optimizer."""
+"""Every registered optimizer as a torch optimizer, the defining property of each seed optimizer, and
+the truncated SVD (optim.low_rank) of lrg and svd. The records themselves: tests/test_registry.py."""
 
 import copy
-import inspect
 import io
 import math
 
@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 import optim
-import optim.svd
-from optim.svd import low_rank_approximation
+import optim.low_rank
+from optim.low_rank import low_rank_approximation
 
-NAMES = list(optim.OPTIMIZERS)
+NAMES = list(optim.REGISTRY)
 # Small enough that the tiny test model's gradients are actually transformed.
 TEST_HPARAMS = {"cgi": {"inversion_frequency": 3}, "lrg": {"rank": 3}, "svd": {"rank": 2}}
 
@@ -52,18 +52,7 @@ def relative_error(approximation: torch.Tensor, reference: torch.Tensor) -> floa
     return ((approximation.double() - reference).norm() / reference.norm()).item()
 
 
-# --- the registry -------------------------------------------------------------------------------
-
-
-def test_registry_names_and_hparam_defaults_match_the_constructors():
-    assert set(optim.OPTIMIZERS) == set(optim.HPARAMS) == {"adam", "cgi", "gao", "gns", "lrg", "svd"}
-    assert optim.HPARAMS["adam"] == {}
-    for name in NAMES:
-        if name == "adam":
-            continue
-        signature = inspect.signature(optim.OPTIMIZERS[name])
-        for hparam, default in optim.HPARAMS[name].items():
-            assert signature.parameters[hparam].default == default
+# --- every registered optimizer ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -139,22 +128,16 @@ def test_bad_arguments_raise_value_error_naming_the_value(name, lr, hparams, mes
 def test_wrappers_reject_negative_lr_and_bad_group_overrides(name):
     with pytest.raises(ValueError, match="-0.5"):
         optim.build_optimizer(name, make_model().parameters(), -0.5)
-    hparam, default = next(iter(optim.HPARAMS[name].items()))
-    bad_value = {"cgi": 0, "gao": 1.5, "gns": -1.0, "lrg": 0, "svd": 0}[name]
-    groups = [{"params": make_model().parameters(), hparam: bad_value}]
-    with pytest.raises(ValueError, match=hparam):
-        optim.build_optimizer(name, groups, 1e-3)
+    for hparam in optim.REGISTRY[name].hparams:
+        groups = [{"params": make_model().parameters(), hparam: "not a number"}]
+        with pytest.raises(ValueError, match=hparam):
+            optim.build_optimizer(name, groups, 1e-3)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_numpy_lr_and_hparams_still_give_a_weights_only_checkpoint(name):
-    numpy_values = {
-        "inversion_frequency": np.int64(3),
-        "beta": np.float64(0.5),
-        "norm_eps": np.float32(1e-6),
-        "rank": np.int32(2),
-    }
-    hparams = {key: numpy_values[key] for key in optim.HPARAMS[name]}
+    hparams = {key: (np.int64 if hparam.integer else np.float32)(TEST_HPARAMS.get(name, {}).get(key, hparam.default))
+               for key, hparam in optim.REGISTRY[name].hparams.items()}
     model = make_model()
     optimizer = optim.build_optimizer(name, model.parameters(), np.float64(1e-2), **hparams)
     train(model, optimizer, make_batches(2))
@@ -188,7 +171,7 @@ def test_wrapper_zero_grad_add_param_group_and_deepcopy(name):
 
     extra = torch.nn.Parameter(torch.ones(3, 3))
     optimizer.add_param_group({"params": [extra]})
-    assert optimizer.param_groups[-1].keys() >= set(optim.HPARAMS[name]) | {"lr", "betas"}
+    assert optimizer.param_groups[-1].keys() >= set(optim.REGISTRY[name].hparams) | {"lr", "betas"}
 
     duplicate = copy.deepcopy(optimizer)
     assert duplicate.param_groups is duplicate.base_optimizer.param_groups
@@ -320,7 +303,7 @@ def test_svd_truncates_each_matrix_gradient_and_leaves_other_shapes():
         assert torch.equal(params[key].grad, grads[key])
 
 
-# --- the fast truncated-SVD route shared by lrg and svd -------------------------------------------
+# --- the truncated SVD of lrg and svd (optim.low_rank) against exact torch.linalg.svd ----------------
 
 
 def default_mlp_gradients() -> dict[str, torch.Tensor]:
@@ -369,6 +352,14 @@ def sample_matrices() -> dict[str, torch.Tensor]:
     }
 
 
+def matrix_with_singular_values(singular_values: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    size = singular_values.numel()
+    u, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
+    return u @ torch.diag(singular_values.double()) @ v.T
+
+
 def test_low_rank_approximation_matches_exact_truncated_svd():
     for name, matrix in sample_matrices().items():
         for rank in (1, 5, 10, 20, 60, 100, 120, 123):
@@ -380,26 +371,21 @@ def test_low_rank_approximation_matches_exact_truncated_svd():
             assert error <= 1e-4, f"{name}, rank {rank}: relative error {error:.1e}"
 
 
-def test_low_rank_approximation_falls_back_where_the_fast_route_would_miss(monkeypatch):
-    # Past its numerical rank this matrix's float32 Gram eigenvectors are noise.
-    matrix = sample_matrices()["low rank plus noise"]
-    reference = truncated_svd(matrix, 60)
-    assert relative_error(low_rank_approximation(matrix, 60, tolerance=math.inf), reference) > 1e-4
-
-    fallbacks = counting_fallbacks(monkeypatch)
-    assert relative_error(low_rank_approximation(matrix, 60), reference) <= 1e-4
-    assert fallbacks == [60]
-    for gradient in default_mlp_gradients().values():
-        low_rank_approximation(gradient, 10)
-    assert fallbacks == [60]  # real gradients take the fast routes
-
-    # The float64 route (few rows) must not pick arbitrarily between equal singular values either.
+def test_low_rank_approximation_is_accurate_where_a_fast_route_alone_would_miss():
+    # Past its numerical rank this matrix's float32 Gram eigenvectors are noise; at a cut between equal
+    # singular values the truncation is not unique and a route would pick any one. Without the error
+    # check (tolerance=inf) each case misses; with it, the exact SVD is used.
     generator = torch.Generator().manual_seed(0)
     u, _ = torch.linalg.qr(torch.randn(20, 20, generator=generator, dtype=torch.float64))
     v, _ = torch.linalg.qr(torch.randn(30, 20, generator=generator, dtype=torch.float64))
-    singular_values = torch.tensor([3.0, 2.0, 1.0, 1.0] + [0.5] * 16, dtype=torch.float64)
-    low_rank_approximation(u @ torch.diag(singular_values) @ v.T, 3)
-    assert fallbacks == [60, 3]
+    equal_few_rows = u @ torch.diag(torch.tensor([3.0, 2.0, 1.0, 1.0] + [0.5] * 16, dtype=torch.float64)) @ v.T
+    equal_many_rows = matrix_with_singular_values(
+        torch.cat([torch.linspace(4, 2, 9), torch.ones(2), torch.linspace(0.5, 0.01, 113)]))  # σ_10 = σ_11
+    cases = [(sample_matrices()["low rank plus noise"], 60), (equal_few_rows, 3), (equal_many_rows, 10)]
+    for matrix, rank in cases:
+        reference = truncated_svd(matrix, rank)
+        assert relative_error(low_rank_approximation(matrix, rank, tolerance=math.inf), reference) > 1e-4
+        assert relative_error(low_rank_approximation(matrix, rank), reference) <= 1e-4
 
 
 @pytest.mark.parametrize("shape", [(20, 30), (124, 124)])  # the float64 and the subspace-iteration route
@@ -411,96 +397,51 @@ def test_low_rank_approximation_passes_non_finite_and_zero_matrices_through(shap
     assert torch.equal(low_rank_approximation(torch.zeros(shape), 2), torch.zeros(shape))
 
 
-# --- the subspace-iteration route (large matrices, small ranks) -------------------------------------
-
-
-def counting_fallbacks(monkeypatch) -> list[int]:
-    fallbacks = []
-    exact = optim.svd.exact_low_rank_approximation
-
-    def counting_exact(matrix, rank):
-        fallbacks.append(rank)
-        return exact(matrix, rank)
-
-    monkeypatch.setattr(optim.svd, "exact_low_rank_approximation", counting_exact)
-    return fallbacks
-
-
-def matrix_with_singular_values(singular_values: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    size = singular_values.numel()
-    u, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
-    v, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
-    return u @ torch.diag(singular_values.double()) @ v.T
-
-
-def test_subspace_route_is_used_for_the_mlp_gradients_and_is_deterministic(monkeypatch):
-    calls = []
-    filtered = optim.svd._filtered_projection
-    monkeypatch.setattr(optim.svd, "_filtered_projection", lambda *args: calls.append(1) or filtered(*args))
+def test_low_rank_approximation_is_deterministic():
+    # Training must be reproducible: the same matrix gives the same bits, whatever was computed before.
     gradients = default_mlp_gradients()
-    for name in ("lrg matrix, step 0", "hidden weight, step 50"):
+    for name in ("lrg matrix, step 0", "hidden weight, step 50", "input weight, step 0"):
         first = low_rank_approximation(gradients[name], 10)
-        low_rank_approximation(torch.randn(80, 90), 7)  # another call in between changes nothing
+        low_rank_approximation(torch.randn(80, 90), 7)
         assert torch.equal(low_rank_approximation(gradients[name], 10), first)
-    assert len(calls) == 6
+
+
+# --- the subspace-iteration route's error check (large matrices, small ranks) ------------------------
 
 
 def test_subspace_route_estimate_holds_when_the_filter_is_cut_short(monkeypatch):
     # Too few filter degrees leave the block unconverged: whenever the route still answers, its error
     # estimate must have been an upper bound.
-    monkeypatch.setattr(optim.svd, "FILTER_RETRY_DEGREE", 1)
+    monkeypatch.setattr(optim.low_rank, "FILTER_RETRY_DEGREE", 1)
     gradients = default_mlp_gradients()
     matrices = [gradients["lrg matrix, step 50"], gradients["hidden weight, step 0"]]
     matrices += [sample_matrices()[name] for name in ("gaussian", "decaying spectrum", "low rank plus noise")]
     answered = 0
     for effort in (2.0, 4.0, 6.0, 9.0):
-        monkeypatch.setattr(optim.svd, "FILTER_EFFORT", effort)
+        monkeypatch.setattr(optim.low_rank, "FILTER_EFFORT", effort)
         for matrix in matrices:
             for tolerance in (1e-3, 1e-4, 1e-5):
-                result = optim.svd._filtered_projection(matrix.double(), matrix.float(), 10, tolerance)
+                result = optim.low_rank._filtered_projection(matrix.double(), matrix.float(), 10, tolerance)
                 if result is not None:
                     answered += 1
                     assert relative_error(result, truncated_svd(matrix, 10)) <= tolerance
-    assert answered >= 20
+    assert answered >= 20  # the bound was put to the test
 
 
-def test_subspace_route_check_rejects_a_block_missing_a_top_direction(monkeypatch):
+def test_subspace_route_stays_accurate_when_its_block_misses_a_top_direction(monkeypatch):
     # An exactly invariant block without the top singular direction has tiny residuals; only the
     # Cholesky check can notice that an eigenvalue above τ lies outside it.
-    singular_values = torch.logspace(0, -2, 124)
-    matrix = matrix_with_singular_values(singular_values).float()
+    matrix = matrix_with_singular_values(torch.logspace(0, -2, 124)).float()
+    reference = truncated_svd(matrix, 10)
     u = torch.linalg.svd(matrix.double()).U
-    for block, accepted in ((u[:, :24], True), (u[:, 1:25], False)):
-        monkeypatch.setattr(optim.svd, "_chebyshev_basis", lambda *args, block=block: block.clone())
-        result = optim.svd._filtered_projection(matrix.double(), matrix.float(), 10, 1e-5)
-        assert (result is not None) == accepted
-
-    fallbacks = counting_fallbacks(monkeypatch)
-    assert relative_error(low_rank_approximation(matrix, 10), truncated_svd(matrix, 10)) <= 1e-4
-    assert fallbacks == [10]
+    for block in (u[:, :24], u[:, 1:25]):
+        monkeypatch.setattr(optim.low_rank, "_chebyshev_basis", lambda *args, block=block: block.clone())
+        assert relative_error(low_rank_approximation(matrix, 10), reference) <= 1e-4
 
 
-def test_subspace_route_falls_back_on_equal_singular_values(monkeypatch):
-    # σ_10 = σ_11 exactly (float64): the truncation is not unique, so the route must not pick one.
-    singular_values = torch.cat([torch.linspace(4, 2, 9), torch.ones(2), torch.linspace(0.5, 0.01, 113)])
-    matrix = matrix_with_singular_values(singular_values)
-    fallbacks = counting_fallbacks(monkeypatch)
-    low_rank_approximation(matrix, 10)
-    assert fallbacks == [10]
-    low_rank_approximation(matrix, 9)  # σ_9 > σ_10: fine
-    assert fallbacks == [10]
-
-
-def test_batched_truncation_of_members_matches_exact_truncated_svd(monkeypatch):
+def test_batched_truncation_of_members_matches_exact_truncated_svd():
     # Members of one shape with their own ranks, as svd and lrg populations truncate them: those of one
-    # rank go through the float64 route (the tall, wide and input-weight shapes) or the subspace-iteration
-    # route (124 x 124, 100 x 100) together, batched; a member alone with its rank goes one by one.
-    batched = []
-    for route in ("_float64_projections", "_filtered_projections"):
-        original = getattr(optim.svd, route)
-        monkeypatch.setattr(optim.svd, route,
-                            lambda a, *args, original=original: batched.append(a.shape[:-2]) or original(a, *args))
+    # rank are truncated together, batched; a member alone with its rank on its own.
     matrices = sample_matrices()
     gradients = default_mlp_gradients()
     groups = [
@@ -512,11 +453,9 @@ def test_batched_truncation_of_members_matches_exact_truncated_svd(monkeypatch):
     for group in groups:
         for ranks in ([10, 10, 5], [2, 2, 2]):
             stacked = torch.stack(group)
-            optim.svd.truncate_members(stacked, ranks)
+            optim.low_rank.truncate_members(stacked, ranks)
             for member, (matrix, rank) in enumerate(zip(group, ranks)):
                 assert relative_error(stacked[member], truncated_svd(matrix, rank)) <= 1e-4, (member, rank)
-    # Each group: its two members of rank 10 together, then all three of rank 2 together.
-    assert batched.count((2,)) == len(groups) and batched.count((3,)) == len(groups)
 
 
 @pytest.mark.parametrize("shape", [(20, 30), (124, 124)])  # the float64 and the subspace-iteration route
@@ -525,7 +464,6 @@ def test_batched_truncation_leaves_non_finite_members_to_the_single_route(shape)
     stacked = torch.randn(3, *shape, generator=generator)
     stacked[1, 3, 4] = float("nan")
     expected = [low_rank_approximation(matrix, 2) for matrix in stacked]
-    optim.svd.truncate_members(stacked, [2, 2, 2])
+    optim.low_rank.truncate_members(stacked, [2, 2, 2])
     for member in range(3):
         torch.testing.assert_close(stacked[member], expected[member], equal_nan=True)
-

@@ -11,7 +11,7 @@ import torch
 import optim
 from tune.loop import train, train_population
 
-NAMES = list(optim.OPTIMIZERS)
+NAMES = list(optim.REGISTRY)
 # Per member: small enough that each rule acts on the MLP, and different, so that a rule reading another
 # member's hyperparameters would show. An optimizer missing here runs with its defaults.
 MEMBER_HPARAMS = {

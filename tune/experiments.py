@@ -2,8 +2,10 @@
 
 A spec says what is compared and how: data sizes, model, each optimizer's search space,
 the tuning budget (trials, epochs, ASHA), the tuning metric, the final runs, and what the
-write-up itself reported, so the report can show it beside our numbers.
+write-up itself reported, so the report can show it beside our numbers. An optimizer defined
+outside optim/ is found through "imports": modules (on PYTHONPATH) that register it when imported.
 """
+import importlib
 import json
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -69,6 +71,7 @@ class ExperimentSpec:
     reported_metrics: dict = field(default_factory=dict)  # optimizer -> {metric: value}
     reported_verdict: str = ""  # the write-up's own conclusion: "supported" / "not supported"
     choices: tuple = ()  # what this spec chose where the write-up was silent
+    imports: tuple = ()  # modules that register optimizers of this spec (optim.register) when imported
 
     @property
     def candidates(self) -> list[str]:
@@ -89,6 +92,7 @@ class ExperimentSpec:
         spec = asdict(self)
         spec["model"] = {"hidden": list(spec.pop("hidden"))}
         spec["choices"] = list(self.choices)
+        spec["imports"] = list(self.imports)
         return spec
 
     def with_budget(self, num_samples=None, seeds=None, smoke=False, repeats=None) -> "ExperimentSpec":
@@ -125,7 +129,7 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
     """Validate `raw` (the JSON form) and build the spec; SpecError names the bad field."""
     _require(isinstance(raw, dict), where, "must be a JSON object")
     known = {"name", "title", "seed_file", "hypothesis", "data", "model", "batch_size", "optimizers",
-             "tuning", "final", "reported", "reported_metrics", "reported_verdict", "choices"}
+             "tuning", "final", "reported", "reported_metrics", "reported_verdict", "choices", "imports"}
     unknown = sorted(set(raw) - known)
     _require(not unknown, where, f"unknown field(s) {', '.join(unknown)}")
     for key in ("name", "title", "seed_file", "hypothesis"):
@@ -143,23 +147,34 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
     for width in hidden:
         _count(width, f"{where}.model.hidden", "width")
 
+    imports = raw.get("imports", [])
+    _require(isinstance(imports, list) and all(isinstance(name, str) and name for name in imports),
+             f"{where}.imports", "must be a list of module names")
+    for module in imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise SpecError(f"{where}.imports: cannot import {module!r} ({error}); "
+                            "put the folder that holds it on PYTHONPATH") from None
+
     optimizers = raw.get("optimizers")
     _require(isinstance(optimizers, dict), f"{where}.optimizers", "must map optimizer names to search spaces")
     _require(BASELINE in optimizers, f"{where}.optimizers", f"must include the baseline {BASELINE!r}")
     _require(len(optimizers) >= 2, f"{where}.optimizers", f"must compare at least one optimizer with {BASELINE}")
     for name, space in optimizers.items():
         at = f"{where}.optimizers.{name}"
-        _require(name in optim.HPARAMS, at, f"unknown optimizer; known: {', '.join(optim.OPTIMIZERS)}")
+        _require(name in optim.REGISTRY, at, f"unknown optimizer; known: {', '.join(optim.REGISTRY)} "
+                 "(one defined elsewhere: name its module under \"imports\")")
         try:
             validate_space(space, at)
         except ValueError as error:
             raise SpecError(str(error)) from None
         _require("lr" in space, at, "must tune lr")
-        extra = sorted(set(space) - {"lr"} - set(optim.HPARAMS[name]))
+        extra = sorted(set(space) - {"lr"} - set(optim.REGISTRY[name].hparams))
         _require(not extra, at, f"{name} has no hyperparameter(s) {', '.join(extra)}")
         _require(space["lr"] == optimizers[BASELINE]["lr"], f"{at}.lr",
                  "every optimizer must search the same lr range as the baseline")
-        _check_bounds(name, space, at)
+        _check_ends(name, space, at)
 
     tuning = _section(raw, "tuning", StudyBudget,
                       ("num_samples", "epochs", "grace_period", "reduction_factor", "concurrency", "repeats"), where)
@@ -180,7 +195,7 @@ def from_dict(raw: dict, where: str = "spec") -> ExperimentSpec:
         name=raw["name"], title=raw["title"], seed_file=raw["seed_file"], hypothesis=raw["hypothesis"],
         optimizers=optimizers, data=data, hidden=tuple(hidden), batch_size=batch_size, tuning=tuning,
         final=final, reported=raw.get("reported", {}), reported_metrics=raw.get("reported_metrics", {}),
-        reported_verdict=verdict, choices=tuple(raw.get("choices", ())),
+        reported_verdict=verdict, choices=tuple(raw.get("choices", ())), imports=tuple(imports),
     )
 
 
@@ -197,16 +212,28 @@ def _section(raw: dict, key: str, kind, positive_fields: tuple, where: str):
         raise SpecError(f"{where}.{key}: {error}") from None
 
 
-def _check_bounds(name: str, space: dict, where: str) -> None:
-    """Hyperparameter ranges the optimizer itself would reject (e.g. rank 0, beta 1)."""
-    lows = {"inversion_frequency": 1, "rank": 1, "beta": 0, "norm_eps": 0}
+def _check_ends(name: str, space: dict, where: str) -> None:
+    """Refuse a range whose ends (or a choice) the optimizer itself would reject (e.g. rank 0, beta 1)."""
+    lr = space["lr"]
+    if lr["type"] != "choice":
+        _require(lr["low"] > 0, f"{where}.lr", f"low must be > 0, got {lr['low']}")
     for key, dist in space.items():
-        if key in lows and dist["type"] != "choice":
-            _require(dist["low"] >= lows[key], f"{where}.{key}", f"low must be >= {lows[key]}, got {dist['low']}")
-        if key == "beta" and dist["type"] != "choice":
-            _require(dist["high"] < 1, f"{where}.beta", f"high must be < 1, got {dist['high']}")
-        if key == "lr" and dist["type"] != "choice":
-            _require(dist["low"] > 0, f"{where}.lr", f"low must be > 0, got {dist['low']}")
+        if key == "lr":
+            continue
+        for value in _ends(dist):
+            try:
+                optim.REGISTRY[name].validated({key: value})
+            except (TypeError, ValueError) as error:
+                raise SpecError(f"{where}.{key}: {error}") from None
+
+
+def _ends(dist: dict) -> list:
+    """The values at the ends of a validated search-space entry (tune.space), or its choices."""
+    if dist["type"] == "choice":
+        return dist["values"]
+    if dist["type"] == "int":
+        return [int(dist["low"]), int(dist["high"])]
+    return [dist["low"], dist["high"]]
 
 
 def load_spec(path: Path | str) -> ExperimentSpec:

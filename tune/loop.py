@@ -1,9 +1,9 @@
 """The one train loop every study and final run goes through. It knows nothing of Ray.
 
 A run is a flat config dict:
-    optimizer   registry name (optim.OPTIMIZERS)
+    optimizer   registry name (optim.REGISTRY)
     lr          learning rate
-    <hparams>   the optimizer's own hyperparameters (optim.HPARAMS[optimizer]); others are ignored
+    <hparams>   the optimizer's own hyperparameters (its record's hparams); others are ignored
     hidden      MLP widths, default (100, 100)
     epochs      epochs to train
     batch_size  minibatch size, default 100
@@ -36,10 +36,7 @@ def as_tensors(data: Splits) -> dict[str, torch.Tensor]:
 
 
 def optimizer_hparams(config: dict) -> dict:
-    name = config["optimizer"]
-    if name not in optim.HPARAMS:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(optim.OPTIMIZERS)}")
-    return {key: config[key] for key in optim.HPARAMS[name] if key in config}
+    return {key: config[key] for key in optim.optimizer_info(config["optimizer"]).hparams if key in config}
 
 
 def build_optimizer(model: torch.nn.Module, config: dict) -> torch.optim.Optimizer:

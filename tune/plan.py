@@ -126,8 +126,9 @@ def plan_run(specs: list[ExperimentSpec], base_seed: int) -> Plan:
                 budget = spec.tuning
                 key = content_key([model, optimizer, space, asdict(budget), spec.objective, seed, repeat])
                 name = f"{spec.name}/{optimizer}/r{repeat}"
-                fixed = {**spec.fixed_config(), "optimizer": optimizer, "seed": seed, "epochs": budget.epochs,
-                         "eval_test": False, "checkpoint": False,
+                # "imports": the modules a trial's worker imports to register the optimizer (tune.trainable)
+                shared = {**spec.fixed_config(), "optimizer": optimizer, "imports": list(spec.imports)}
+                fixed = {**shared, "seed": seed, "epochs": budget.epochs, "eval_test": False, "checkpoint": False,
                          "report_epochs": asha_milestones(budget) + [budget.epochs]}
                 study = studies.setdefault(key, Study(name, key, [], optimizer, repeat, space, budget,
                                                       spec.objective, seed, data, fixed))
@@ -135,8 +136,8 @@ def plan_run(specs: list[ExperimentSpec], base_seed: int) -> Plan:
 
                 seeds = final_seeds(spec, base_seed)
                 final_key = content_key([key, spec.final.epochs, seeds])
-                final_fixed = {**spec.fixed_config(), "optimizer": optimizer, "epochs": spec.final.epochs,
-                               "eval_test": True, "eval_initial": True, "checkpoint": True,
+                final_fixed = {**shared, "epochs": spec.final.epochs, "eval_test": True, "eval_initial": True,
+                               "checkpoint": True,
                                "report_epochs": list(range(0, spec.final.epochs + 1, FINAL_REPORT_EVERY))}
                 group = finals.setdefault(final_key, FinalGroup(name, final_key, [], study.name, repeat, seeds,
                                                                 data, final_fixed))

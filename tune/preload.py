@@ -23,7 +23,7 @@ def warm_up() -> None:
     from ray.tune.utils.log import disable_ipython
 
     import tune.trainable  # noqa: F401 - Ray Tune and the train loop
-    from optim import OPTIMIZERS
+    from optim import REGISTRY
     from tune.loop import train
 
     generator = torch.Generator().manual_seed(0)
@@ -31,7 +31,7 @@ def warm_up() -> None:
     splits.update({f"y_{split}": torch.randint(0, 10, (20,), generator=generator) for split in ("train", "val")})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    for name in OPTIMIZERS:
+    for name in REGISTRY:
         train({"optimizer": name, "lr": 1e-3, "epochs": 1, "batch_size": 10}, splits)
     torch.set_num_threads(threads)
     # Ray Tune calls it in every trial actor's constructor; it imports IPython where that is installed

@@ -14,6 +14,7 @@ Tuning trials train for about a second and are not checkpointed: one that fails,
 killed run left unfinished, trains again from the start. Final runs are checkpointed at every
 report (except the last) and resume from there.
 """
+import importlib
 import math
 import tempfile
 import time
@@ -57,6 +58,8 @@ def restored_state() -> dict | None:
 def run_trial(config: dict, datasets: dict) -> None:
     """A tuning trial (one run), or a final group (config["seeds"]: one member per seed, one population)."""
     torch.set_num_threads(1)
+    for module in config.get("imports", ()):  # they register optimizers defined outside optim/
+        importlib.import_module(module)
     data = datasets[config["data"]]
     node = {"node_id": ray.get_runtime_context().get_node_id()}
     if "seeds" in config:
