@@ -12,6 +12,7 @@ import shutil
 import sys
 import textwrap
 from pathlib import Path
+from typing import NoReturn
 
 from tune.run_folder import LATEST, RUN_FILE, atomic_path
 
@@ -208,16 +209,16 @@ def main(argv=None) -> int:
     resume_command = f"python run_all.py --resume --output {args.output} --name {run.name}"
     end_on_signals(resume_command)
     try:
-        return run_and_report(args, run, specs, settings, resume_command)
+        run_and_report(args, run, specs, settings, resume_command)
     except OSError as error:
         end_run(EXIT_WRITE_FAILED, write_failure(error, run))
 
 
-def run_and_report(args, run: Path, specs: list, settings: dict, resume_command: str) -> int:
+def run_and_report(args, run: Path, specs: list, settings: dict, resume_command: str) -> NoReturn:
     """Start or connect to Ray, run what is not done yet, then write the frames and the report."""
     from tune.cluster import (ClusterError, check_storage_shared, cluster_cpus, connect, provenance,
                               quiet_environment, start_local)
-    from tune.ending import EXIT_INCOMPLETE, end_run
+    from tune.ending import EXIT_INCOMPLETE, end_run, exit_now
     from tune.pipeline import run_experiments
     from tune.plan import plan_run
     from analysis.__main__ import rebuild
@@ -249,7 +250,7 @@ def run_and_report(args, run: Path, specs: list, settings: dict, resume_command:
     print(f"report: {report}")
     if unfinished:
         end_run(EXIT_INCOMPLETE, f"incomplete: {len(unfinished)} failed and given up: {', '.join(unfinished)}")
-    return 0
+    exit_now(0)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,14 @@ def end_run(code: int, reason: str):
     sys.stdout.flush()
     hint = f"; continue with: {_resume_command}" if _resume_command else ""
     print(f"\n{reason}{hint}", file=sys.stderr, flush=True)
+    exit_now(code)
+
+
+def exit_now(code: int):
+    """Stop the local Ray and exit with `code` at once: everything the run writes is on disk by now,
+    and Ray's orderly shutdown (ray.shutdown at exit) would take seconds more."""
+    sys.stdout.flush()
+    sys.stderr.flush()
     try:
         _silence_terminal()  # Ray's threads in this process log from C++ as its cluster goes away
         stop_started_processes()
