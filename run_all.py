@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import NoReturn
 
@@ -214,6 +215,13 @@ def main(argv=None) -> int:
         end_run(EXIT_WRITE_FAILED, write_failure(error, run))
 
 
+def import_analysis() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import analysis.report  # noqa: F401 - scipy.stats and matplotlib's pyplot
+
+
 def run_and_report(args, run: Path, specs: list, settings: dict, resume_command: str) -> NoReturn:
     """Start or connect to Ray, run what is not done yet, then write the frames and the report."""
     from tune.cluster import (ClusterError, check_storage_shared, cluster_cpus, connect, provenance,
@@ -242,6 +250,7 @@ def run_and_report(args, run: Path, specs: list, settings: dict, resume_command:
     cpus = cluster_cpus()
     print(f"run folder {run}  ({cpus} CPUs)")
     print(plan_run(specs, settings["seed"]).summary(cpus), flush=True)
+    threading.Thread(target=import_analysis, daemon=True).start()  # 2 s of imports, while the trials run
     _, unfinished = run_experiments(specs, run, settings["seed"])
     curves, trials = write_frames(run)
     report = rebuild(run, curves, trials)
