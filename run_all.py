@@ -193,7 +193,6 @@ def main(argv=None) -> int:
 
     from tune.cluster import (ClusterError, check_storage_shared, cluster_cpus, connect, provenance,
                               quiet_environment, start_local)
-    from tune.pipeline import run_experiments
     from analysis.__main__ import rebuild
     from analysis.load import write_frames
 
@@ -219,6 +218,7 @@ def main(argv=None) -> int:
     cpus = cluster_cpus()
     print(f"run folder {run}  ({cpus} CPUs, experiments {', '.join(s.name for s in specs)})")
     exit_on_interrupt(f"python run_all.py --resume --output {args.output} --name {run.name}")
+    from tune.pipeline import run_experiments  # imports Ray: only now, after start_local (tune.ray_internals)
     run_experiments(specs, run, settings["seed"])
     curves, trials = write_frames(run)
     report = rebuild(run, curves, trials)

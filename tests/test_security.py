@@ -1,30 +1,15 @@
 """A local Ray started by the project listens on loopback only and serves no dashboard;
 data and results are never unpickled from outside the run folder."""
-import ipaddress
 import pathlib
 
-import psutil
-
-from conftest import ROOT
-
-LOOPBACK_V4_IN_V6 = "::ffff:127.0.0.1"
-
-
-def ray_processes():
-    me = psutil.Process()
-    return [me, *me.children(recursive=True)]
+from conftest import ROOT, is_loopback, listening_addresses
 
 
 def test_local_ray_listens_on_loopback_only(ray_session):
-    listening = []
-    for process in ray_processes():
-        try:
-            listening += [c.laddr for c in process.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
-        except psutil.NoSuchProcess:
-            continue
+    listening = listening_addresses()
     assert listening, "Ray's services should be listening somewhere"
     for address in listening:
-        assert address.ip == LOOPBACK_V4_IN_V6 or ipaddress.ip_address(address.ip).is_loopback, address
+        assert is_loopback(address), address
     assert 8265 not in {address.port for address in listening}  # Ray's dashboard port
 
 
