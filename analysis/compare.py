@@ -154,9 +154,9 @@ def budget_curves(trials: pd.DataFrame, objective: str, higher_better: bool) -> 
     repeat (in the order they started; trials stopped by ASHA or diverged use up budget but
     never count as best, as in the choice of the best config), then mean, min and max over
     repeats. N is the fewest trials any repeat ran; NaN until every repeat has a full trial."""
-    tune = trials[trials["phase"] == "tune"]
+    tuning = trials[trials["phase"] == "tune"]
     frames = []
-    for optimizer, rows in tune.groupby("optimizer", sort=True):
+    for optimizer, rows in tuning.groupby("optimizer", sort=True):
         curves = []
         for _, study in rows.groupby("repeat", sort=True):
             study = study.sort_values(["started_at", "trial_id"])
@@ -175,9 +175,9 @@ def best_trials(trials: pd.DataFrame, objective: str, higher_better: bool) -> pd
     """Index of each tuning study's best trial, chosen as the study chooses its config: the
     best finite `objective` among trials that trained the full budget without diverging, or
     among all trials with a finite objective when none did."""
-    tune = trials[trials["phase"] == "tune"]
+    tuning = trials[trials["phase"] == "tune"]
     best = []
-    for _, study in tune.groupby(["optimizer", "repeat"], sort=True):
+    for _, study in tuning.groupby(["optimizer", "repeat"], sort=True):
         values = study[objective].astype(float)
         full = ~study["pruned"].astype(bool) & ~study["diverged"].astype(bool) & np.isfinite(values)
         pool = values[full] if full.any() else values[np.isfinite(values)]

@@ -74,8 +74,8 @@ def _count(frame: pd.DataFrame, optimizer: str, column: str | None = None) -> in
 def protocol(ex: Experiment) -> list[str]:
     if ex.spec_problem:
         return [f"{ex.spec_problem}, so the intended protocol is unknown.", ""]
-    spec, tune = ex.spec, ex.trials[ex.trials["phase"] == "tune"]
-    run_trials = ", ".join(f"{o} {_count(tune, o)}" for o in ex.optimizers) or "none"
+    spec, tuning = ex.spec, ex.trials[ex.trials["phase"] == "tune"]
+    run_trials = ", ".join(f"{o} {_count(tuning, o)}" for o in ex.optimizers) or "none"
     run_final = ", ".join(f"{o} {_count(ex.per_seed, o)}" for o in ex.optimizers) or "none"
     t, f, d = spec.tuning, spec.final, spec.data
     lines = [
@@ -157,7 +157,7 @@ def by_primary_mean(ex: Experiment) -> list[str]:
 
 
 def tuning_and_cost(ex: Experiment, budget: pd.DataFrame) -> list[str]:
-    tune = ex.trials[ex.trials["phase"] == "tune"]
+    tuning = ex.trials[ex.trials["phase"] == "tune"]
     final_curves = ex.curves[ex.curves["phase"] == "final"]
     epoch_time = compare.mean_epoch_time(final_curves if len(final_curves) else ex.curves)
     adam = final_curves[final_curves["optimizer"] == BASELINE]
@@ -168,9 +168,9 @@ def tuning_and_cost(ex: Experiment, budget: pd.DataFrame) -> list[str]:
     for o in ex.optimizers:
         epochs = reach.loc[reach["optimizer"] == o, "epoch"] if reach is not None else pd.Series(dtype=float)
         median = epochs.fillna(np.inf).median() if len(epochs) else np.nan
-        rows.append([o, f"{_count(tune, o)} ({tune.loc[tune['optimizer'] == o, 'repeat'].nunique()} repeats)",
-                     str(_count(tune, o, "pruned")),
-                     f"{_count(tune, o, 'diverged')}/{_count(tune, o)}",
+        rows.append([o, f"{_count(tuning, o)} ({tuning.loc[tuning['optimizer'] == o, 'repeat'].nunique()} repeats)",
+                     str(_count(tuning, o, "pruned")),
+                     f"{_count(tuning, o, 'diverged')}/{_count(tuning, o)}",
                      f"{int(compare.failed(ex.runs(o), ex.primary.column).sum())}/{len(ex.runs(o))}",
                      f"{epoch_time[o]:.3g}" if o in epoch_time.index else "—",
                      (f"{median:.0f}" if np.isfinite(median) else "—") + f" ({epochs.notna().sum()}/{len(epochs)} runs reached)"
