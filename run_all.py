@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--address", help="connect to a running Ray cluster instead: auto, host:port or ray://host:port")
     parser.add_argument("--experiments", default="all", help="comma-separated experiment names (see --list), or all (default: all)")
     parser.add_argument("--spec", action="append", type=Path, default=[], metavar="FILE",
-                        help="run the experiment in this JSON spec file (repeatable; format: tune/experiments/*.json); "
+                        help="run the experiment in this JSON spec file (repeatable; format: tune/specs/*.json); "
                              "with --spec and no --experiments only the spec's experiments run")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--num-samples", type=positive_int, help="tuning trials per optimizer (default: each spec's)")

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_refused, run_cli
+from tune.experiments import SPEC_DIR
 from tune.ray_internals import dashboard_dependency_error
 
-GOOD_SPEC = json.loads((Path(__file__).parent.parent / "tune" / "experiments" / "svd.json").read_text())
+GOOD_SPEC = json.loads((SPEC_DIR / "svd.json").read_text())
 
 
 def spec_file(folder: Path, name: str = "mine", **changes) -> Path:

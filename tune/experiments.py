@@ -1,4 +1,4 @@
-"""Experiment specs: one JSON file per write-up in tune/experiments/, validated on load.
+"""Experiment specs: one JSON file per write-up in tune/specs/, validated on load.
 
 A spec says what is compared and how: data sizes, model, each optimizer's search space,
 the tuning budget (trials, epochs, ASHA), the tuning metric, the final runs, and what the
@@ -13,7 +13,7 @@ import optim
 from models import DataSpec
 from tune.space import validate_space
 
-SPEC_DIR = Path(__file__).parent / "experiments"
+SPEC_DIR = Path(__file__).parent / "specs"
 SPEC_FILE = "spec.json"
 BASELINE = "adam"
 METRIC_MODES = {"val_loss": "min", "val_acc": "max"}
