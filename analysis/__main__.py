@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from analysis.journal import JOURNAL_FILE, open_journal, write_journal
-from analysis.load import load_run, load_specs, load_trials, write_frames
+from analysis.load import CURVES_FILE, load_run, load_specs, load_trials, write_frames
 
 PROG = "python -m analysis"
 DASHBOARD_HOST = "127.0.0.1"
@@ -30,7 +30,7 @@ def rebuild(run, curves=None, trials=None) -> Path:
 
     run = Path(run)
     if curves is None:
-        curves, trials = write_frames(run) if not (run / "curves.parquet").exists() else (load_run(run), load_trials(run))
+        curves, trials = write_frames(run) if not (run / CURVES_FILE).exists() else (load_run(run), load_trials(run))
     specs = [spec for spec in load_specs(run).values() if not isinstance(spec, Exception)]
     write_journal(run, curves, trials, specs)
     return write_report(run, curves, trials)

@@ -41,6 +41,7 @@ CURVE_COLUMNS = [*KEYS, "epoch", *METRIC_COLUMNS, "diverged", "epoch_time", "nod
 TRIAL_COLUMNS = [*KEYS, *CONFIG_COLUMNS, "node_id", "epochs", *METRIC_COLUMNS, "best_val_loss", "best_val_acc",
                  "diverged", "pruned", "train_time", "started_at", "ended_at"]
 TRIAL_ORDER = ["experiment", "phase", "optimizer", "trial_id"]
+CURVES_FILE, TRIALS_FILE = "curves.parquet", "trials.parquet"
 
 
 def _trial_rows(result_file: Path) -> list[dict]:
@@ -120,16 +121,16 @@ def _checked_run(path) -> Path:
 def load_run(path) -> pd.DataFrame:
     """The per-epoch frame of a run folder (see the module docstring for columns)."""
     run = _checked_run(path)
-    if (run / "curves.parquet").exists():
-        return pd.read_parquet(run / "curves.parquet")
+    if (run / CURVES_FILE).exists():
+        return pd.read_parquet(run / CURVES_FILE)
     return curves_from_run_folders(run)
 
 
 def load_trials(path) -> pd.DataFrame:
     """The per-trial frame of a run folder (see the module docstring for columns)."""
     run = _checked_run(path)
-    if (run / "trials.parquet").exists():
-        return pd.read_parquet(run / "trials.parquet")
+    if (run / TRIALS_FILE).exists():
+        return pd.read_parquet(run / TRIALS_FILE)
     return trials_from_curves(load_run(run))
 
 
@@ -137,8 +138,8 @@ def write_frames(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rebuild curves.parquet and trials.parquet from Ray's folders of the run."""
     curves = curves_from_run_folders(run)
     trials = trials_from_curves(curves)
-    curves.to_parquet(Path(run) / "curves.parquet", index=False)
-    trials.to_parquet(Path(run) / "trials.parquet", index=False)
+    curves.to_parquet(Path(run) / CURVES_FILE, index=False)
+    trials.to_parquet(Path(run) / TRIALS_FILE, index=False)
     return curves, trials
 
 
