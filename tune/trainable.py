@@ -47,7 +47,13 @@ def report_with_checkpoint(result: dict, state: dict | None) -> None:
 
 
 def restored_state() -> dict | None:
-    checkpoint = ray_tune.get_checkpoint()
+    """The training state of the checkpoint Ray Tune restored this trial from, if any."""
+    return load_state(ray_tune.get_checkpoint())
+
+
+def load_state(checkpoint: ray_tune.Checkpoint | None) -> dict | None:
+    """The training state in `checkpoint`: tensors and plain values only (weights_only), so a
+    tampered file is refused, never run."""
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
