@@ -13,13 +13,14 @@ behaviour (the functions used only for warm workers are called only when `availa
   packages itself, after it started;
 - loopback only: Ray binds every service to 127.0.0.1 when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
   is set when Ray is first imported (the public switch of its single-machine mode, named in its
-  own messages). If Ray was imported earlier, this version patches the constant Ray read then;
-  there is no public equivalent (`ray.init(_node_ip_address="127.0.0.1")` turns loopback into
-  the machine's address), so on another version that case gets a warning of its own and Ray
-  listens on every interface. run_all.py imports Ray only after start_local.
+  own messages); run_all.py imports Ray only after start_local set it. If Ray was imported
+  earlier (as in the tests), on WRITTEN_FOR we patch the constant Ray read then. There is no
+  public equivalent (`ray.init(_node_ip_address="127.0.0.1")` turns loopback into the machine's
+  address), so on another version that case gets a warning of its own: Ray listens on every
+  interface.
 
 Ray Tune's searcher and scheduler (tune.study: StudyRouter, PatientASHA) use public interfaces
-only (Searcher, ConcurrencyLimiter, FIFOScheduler, TrialScheduler) and stay on on every version.
+only (Searcher, ConcurrencyLimiter, FIFOScheduler, TrialScheduler): they work on every version.
 """
 import functools
 import logging
@@ -28,7 +29,7 @@ import sys
 
 WRITTEN_FOR = "2.60.0"
 SINGLE_MACHINE_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-PYTHON_WORKERS = 0  # the raylet's Language enum
+PYTHON = 0  # in the raylet's Language enum
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def prestart_workers(count: int, env_vars: dict[str, str], keep_alive_s: int) ->
     node = ray._private.worker.global_worker.node
     channel = init_grpc_channel(f"{node.node_ip_address}:{node.node_manager_port}")
     request = node_manager_pb2.PrestartWorkersRequest(
-        language=PYTHON_WORKERS,
+        language=PYTHON,
         job_id=bytes.fromhex(ray.get_runtime_context().get_job_id()),
         runtime_env_info=get_runtime_env_info(RuntimeEnv(env_vars=env_vars)),
         num_workers=count,
