@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--address", help="connect to a running Ray cluster instead: auto, host:port or ray://host:port")
     parser.add_argument("--experiments", default="all", help="comma-separated experiment names (see --list), or all (default: all)")
     parser.add_argument("--spec", action="append", type=Path, default=[], metavar="FILE",
-                        help="run the experiment in this JSON spec file (repeatable; format: tune/experiments/*.json); "
+                        help="run the experiment in this JSON spec file (repeatable; format: tune/specs/*.json); "
                              "with --spec and no --experiments only the spec's experiments run")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--num-samples", type=count(LIMITS["num_samples"]),
@@ -227,7 +227,6 @@ def run_and_report(args, run: Path, specs: list, settings: dict, resume_command:
     from tune.cluster import (ClusterError, check_storage_shared, cluster_cpus, connect, provenance,
                               quiet_environment, start_local)
     from tune.ending import EXIT_INCOMPLETE, end_run, exit_now
-    from tune.pipeline import run_experiments
     from tune.plan import plan_run
     from analysis.__main__ import rebuild
     from analysis.load import write_frames
@@ -251,6 +250,7 @@ def run_and_report(args, run: Path, specs: list, settings: dict, resume_command:
     print(f"run folder {run}  ({cpus} CPUs)")
     print(plan_run(specs, settings["seed"]).summary(cpus), flush=True)
     threading.Thread(target=import_analysis, daemon=True).start()  # 2 s of imports, while the trials run
+    from tune.pipeline import run_experiments  # imports Ray: only now, after start_local (tune.ray_internals)
     _, unfinished = run_experiments(specs, run, settings["seed"])
     curves, trials = write_frames(run)
     report = rebuild(run, curves, trials)

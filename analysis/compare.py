@@ -106,7 +106,7 @@ def _with_verdict(c: PairedComparison, p_adjusted: float, fmt) -> PairedComparis
 
 def compare_paired(per_seed: pd.DataFrame, metric: str, candidate: str, baseline: str = BASELINE,
                    higher_better: bool | None = None, seed: int = 0,
-                   fmt=lambda value: f"{value:.3g}") -> PairedComparison:
+                   fmt=metrics.three_digits) -> PairedComparison:
     """Mean difference, two-level bootstrap CI, probability of improvement, sign-flip p and
     verdict (unadjusted p: a family of one) of one candidate in one experiment."""
     if higher_better is None:
@@ -137,7 +137,7 @@ def compare_paired(per_seed: pd.DataFrame, metric: str, candidate: str, baseline
 
 def compare_experiment(per_seed: pd.DataFrame, metric: str, candidates: list[str],
                        baseline: str = BASELINE, higher_better: bool | None = None,
-                       fmt=lambda value: f"{value:.3g}") -> list[PairedComparison]:
+                       fmt=metrics.three_digits) -> list[PairedComparison]:
     """compare_paired for every candidate with final runs, then Holm's correction across
     them; each verdict uses its adjusted p."""
     present = set(per_seed["optimizer"])
@@ -149,14 +149,28 @@ def compare_experiment(per_seed: pd.DataFrame, metric: str, candidates: list[str
     return [_with_verdict(c, float(p), fmt) for c, p in zip(comparisons, adjusted)]
 
 
+def ranked_by_mean(per_seed: pd.DataFrame, column: str, higher_better: bool, optimizers: list[str]) -> list[str]:
+    """Those of `optimizers` with final runs, best mean `column` (failed runs scored) first."""
+    means = scored(per_seed, column, higher_better).groupby(per_seed["optimizer"]).mean()
+    present = [o for o in optimizers if o in means.index]
+    return sorted(present, key=lambda o: (np.isnan(means[o]), -means[o] if higher_better else means[o]))
+
+
+def mean_interval(values) -> tuple[float, float, float] | None:
+    """Mean and bootstrap CI (metrics.bootstrap_ci) of the finite `values`; None if there are none."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return (values.mean(), *metrics.bootstrap_ci(values)) if values.size else None
+
+
 def budget_curves(trials: pd.DataFrame, objective: str, higher_better: bool) -> pd.DataFrame:
     """Per optimizer and n = 1..N: the best `objective` among the first n tuning trials of each
     repeat (in the order they started; trials stopped by ASHA or diverged use up budget but
     never count as best, as in the choice of the best config), then mean, min and max over
     repeats. N is the fewest trials any repeat ran; NaN until every repeat has a full trial."""
-    tune = trials[trials["phase"] == "tune"]
+    tuning = trials[trials["phase"] == "tune"]
     frames = []
-    for optimizer, rows in tune.groupby("optimizer", sort=True):
+    for optimizer, rows in tuning.groupby("optimizer", sort=True):
         curves = []
         for _, study in rows.groupby("repeat", sort=True):
             study = study.sort_values(["started_at", "trial_id"])
@@ -175,9 +189,9 @@ def best_trials(trials: pd.DataFrame, objective: str, higher_better: bool) -> pd
     """Index of each tuning study's best trial, chosen as the study chooses its config: the
     best finite `objective` among trials that trained the full budget without diverging, or
     among all trials with a finite objective when none did."""
-    tune = trials[trials["phase"] == "tune"]
+    tuning = trials[trials["phase"] == "tune"]
     best = []
-    for _, study in tune.groupby(["optimizer", "repeat"], sort=True):
+    for _, study in tuning.groupby(["optimizer", "repeat"], sort=True):
         values = study[objective].astype(float)
         full = ~study["pruned"].astype(bool) & ~study["diverged"].astype(bool) & np.isfinite(values)
         pool = values[full] if full.any() else values[np.isfinite(values)]
@@ -190,6 +204,25 @@ def mean_epoch_time(curves: pd.DataFrame) -> pd.Series:
     """Mean wall time (s) of one training epoch per optimizer (epoch 0 left out)."""
     trained = curves[curves["epoch"] >= 1]
     return trained.groupby("optimizer")["epoch_time"].mean()
+
+
+def baseline_target(curves: pd.DataFrame, baseline: str = BASELINE) -> float:
+    """The baseline's median best validation loss over its final runs (NaN without any)."""
+    final = curves[(curves["phase"] == "final") & (curves["optimizer"] == baseline)]
+    best = final["val_loss"].replace(np.inf, np.nan).groupby([final["repeat"], final["seed"]]).min().dropna()
+    return float(best.median()) if len(best) else float("nan")
+
+
+def reaching_target(curves: pd.DataFrame, target: float, optimizers: list[str]) -> pd.DataFrame:
+    """Per optimizer: how many final runs reach `target` validation loss, of how many, and the
+    median epoch they do (a run that never does counts as infinitely slow)."""
+    reach = epochs_to_target(curves, target)
+    rows = []
+    for optimizer in optimizers:
+        epochs = reach.loc[reach["optimizer"] == optimizer, "epoch"]
+        rows.append({"optimizer": optimizer, "runs": len(epochs), "reached": int(epochs.notna().sum()),
+                     "median_epoch": float(epochs.fillna(np.inf).median()) if len(epochs) else np.nan})
+    return pd.DataFrame(rows, columns=["optimizer", "runs", "reached", "median_epoch"]).set_index("optimizer")
 
 
 def epochs_to_target(curves: pd.DataFrame, target: float, loss: str = "val_loss") -> pd.DataFrame:

@@ -9,10 +9,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis import compare, plots, plots_tuning
-from analysis.sections import COLUMN_NAMES, Experiment, by_primary_mean
-from analysis.text import METRIC_NAMES
-
-BENCHMARK = "benchmark"
+from analysis.experiment import Experiment
+from analysis.metrics import CONFIDENCE, higher_is_better
+from analysis.text import COLUMN_NAMES, METRIC_NAMES
+from tune.experiments import BENCHMARK
 
 
 def save_figures(run_dir: Path, ex: Experiment, budget: pd.DataFrame) -> list[str]:
@@ -45,14 +45,14 @@ def save_figures(run_dir: Path, ex: Experiment, budget: pd.DataFrame) -> list[st
 
 
 def _benchmark_figure(run_dir: Path, ex: Experiment) -> str:
-    order = by_primary_mean(ex)
+    order = ex.ranked()
     columns = [ex.primary.column, ex.primary.column.replace("loss", "acc") if "loss" in ex.primary.column
                else ex.primary.column.replace("acc", "loss")]
     figure, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(order) + 2), layout="constrained")
     for ax, column in zip(axes, columns):
-        frame = ex.per_seed.assign(**{column: compare.scored(ex.per_seed, column, "acc" in column)})
+        frame = ex.per_seed.assign(**{column: compare.scored(ex.per_seed, column, higher_is_better(column))})
         plots.plot_benchmark(frame, column, ax=ax, order=order,
-                             title=f"{COLUMN_NAMES[column]}: mean and 95% CI (dashed: adam)")
+                             title=f"{COLUMN_NAMES[column]}: mean and {CONFIDENCE:.0%} CI (dashed: adam)")
     figure.suptitle(f"Benchmark: all optimizers, ordered by {ex.primary.describe()} (best at top); "
                     "diverged runs count as the worst value", fontsize=10)
     plots.save_figure(axes, run_dir / "benchmark.png")

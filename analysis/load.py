@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 import optim
-from tune.run_folder import RESULTS_FOLDER, CURVES_FILE, RUN_FILE, SPEC_FILE, TRIALS_FILE, atomic_path
+from tune.run_folder import CURVES_FILE, RESULTS_FOLDER, RUN_FILE, SPEC_FILE, TRIALS_FILE, atomic_path
 
 KEYS = ["experiment", "optimizer", "phase", "study", "repeat", "trial_id", "seed"]
 CONFIG_COLUMNS = ["lr", *dict.fromkeys(name for info in optim.REGISTRY.values() for name in info.hparams)]

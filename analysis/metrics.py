@@ -97,6 +97,12 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
+def smallest_holm_p(n_pairs: int, n_tests: int) -> float:
+    """The smallest Holm-adjusted sign-flip p that `n_pairs` paired seeds can give in a family
+    of `n_tests`: one sign pattern of 2**n_pairs on each side, times n_tests, at most 1."""
+    return min(1.0, n_tests * 2.0 ** (1 - n_pairs)) if n_pairs else 1.0
+
+
 def substitute_failed(values, failed, higher_better: bool, pool=None) -> np.ndarray:
     """`values` with failed (diverged or non-finite) entries set to the worst finite value of
     `pool` (default: `values` themselves), so a failed run ranks last but statistics stay
@@ -140,10 +146,15 @@ def time_to_target(clock, losses, target: float) -> float:
     return float(np.asarray(clock, dtype=float)[reached[0]]) if reached.size else float("nan")
 
 
+def three_digits(value: float) -> str:
+    """How a verdict's reason writes a margin unless told the metric's units."""
+    return f"{value:.3g}"
+
+
 def verdict(improvement_ci, p_value: float, n_pairs: int, baseline_mean: float,
             candidate_diverged: float = 0.0, baseline_diverged: float = 0.0,
             alpha: float = ALPHA, equivalence_fraction: float = EQUIVALENCE_FRACTION,
-            min_pairs: int = MIN_PAIRS, fmt=lambda value: f"{value:.3g}") -> tuple[str, str]:
+            min_pairs: int = MIN_PAIRS, fmt=three_digits) -> tuple[str, str]:
     """The verdict rule, applied in this order to the CI of the mean improvement (positive =
     candidate better), the (adjusted) p-value and the shares of final runs that diverged.
     Returns (label, reason); `fmt` writes the equivalence margin in the metric's units."""

@@ -19,13 +19,13 @@ def plot_tuning_curves(curves: pd.DataFrame, metric: str = "val_loss", ax=None, 
     """Every tune trial's `metric` per epoch, as long as ASHA let it run.
     A cross marks the last finite point of a diverged trial."""
     ax = new_axes(ax)
-    tune = curves[curves["phase"] == "tune"]
-    if tune.empty:
+    tuning = curves[curves["phase"] == "tune"]
+    if tuning.empty:
         return empty_axes(ax, "no tune trials")
     scale = display_scale(metric)
-    for optimizer in optimizer_order(tune["optimizer"]):
+    for optimizer in optimizer_order(tuning["optimizer"]):
         color = optimizer_color(optimizer)
-        trials = tune[tune["optimizer"] == optimizer]
+        trials = tuning[tuning["optimizer"] == optimizer]
         for _, trial in trials.groupby(["study", "trial_id"]):
             trial = trial.sort_values("epoch")
             values = trial[metric].to_numpy(dtype=float) * scale
@@ -129,7 +129,7 @@ def plot_sensitivity(trials: pd.DataFrame, spaces: dict, objective: str, best: p
                      axes=None, title: str | None = None):
     """One row per optimizer, one panel per hyperparameter of its search space (`spaces`:
     optimizer -> {name: distribution}). Returns the 2-D array of axes; unused ones are hidden."""
-    tune = trials[trials["phase"] == "tune"]
+    tuning = trials[trials["phase"] == "tune"]
     optimizers = [o for o in optimizer_order(spaces) if spaces[o]]
     columns = max((len(spaces[o]) for o in optimizers), default=1)
     if axes is None:
@@ -138,7 +138,7 @@ def plot_sensitivity(trials: pd.DataFrame, spaces: dict, objective: str, best: p
         if title:
             figure.suptitle(title, fontsize=11)
     for row, optimizer in enumerate(optimizers):
-        rows = tune[tune["optimizer"] == optimizer]
+        rows = tuning[tuning["optimizer"] == optimizer]
         for column, (name, dist) in enumerate(spaces[optimizer].items()):
             plot_hparam(rows, name, dist, objective, best, ax=axes[row, column],
                         color=optimizer_color(optimizer), title=f"{optimizer}: {name}")

@@ -11,16 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import compare
-from analysis.figures import BENCHMARK, save_figures
+from analysis import compare, sections
+from analysis.experiment import Experiment, experiment
+from analysis.figures import save_figures
 from analysis.load import load_provenance, load_run, load_specs, load_trials
 from analysis.metrics import (ALPHA, BOOTSTRAP_METHOD, CONFIDENCE, EQUIVALENCE_FRACTION, MIN_PAIRS,
                               N_PERMUTATIONS, N_RESAMPLES)
-from analysis.plots import optimizer_order
-from analysis.sections import Experiment, primary_of
-from analysis import sections
 from analysis.text import fmt_difference, fmt_p, table
-from tune.experiments import BASELINE, ExperimentSpec
+from tune.experiments import BASELINE, BENCHMARK
 from tune.run_folder import REPORT_FILE, atomic_path
 
 EXACT_SEEDS = N_PERMUTATIONS.bit_length() - 1  # 2**n sign patterns fit in N_PERMUTATIONS
@@ -64,17 +62,6 @@ def provenance_line(provenance: dict | None) -> list[str]:
     return ["**Provenance:** " + "; ".join(p for p in parts if p) + ".", ""]
 
 
-def _experiment(name: str, spec, curves: pd.DataFrame, trials: pd.DataFrame) -> Experiment:
-    problem = None
-    if not isinstance(spec, ExperimentSpec):
-        problem = f"spec.json is invalid ({spec})" if spec is not None else "spec.json is missing"
-        spec = ExperimentSpec(name=name, title=name, seed_file="unknown", hypothesis="not recorded", optimizers={})
-    primary = primary_of(spec)
-    return Experiment(name=name, spec=spec, spec_problem=problem, curves=curves, trials=trials,
-                      per_seed=compare.per_seed_metrics(curves, primary.selection), primary=primary,
-                      optimizers=optimizer_order(set(spec.optimizers) | set(curves["optimizer"]) | set(trials["optimizer"])))
-
-
 def experiment_section(run_dir: Path, ex: Experiment) -> tuple[list[str], list]:
     """Markdown lines of one experiment and its comparisons (for the summary)."""
     s, p = ex.spec, ex.primary
@@ -107,7 +94,7 @@ def summary(rows: list[tuple[Experiment, object]]) -> list[str]:
                       f"{fmt_difference(c.metric, c.mean_difference)} [{fmt_difference(c.metric, low)}, "
                       f"{fmt_difference(c.metric, high)}]", f"{c.diverged[0]}/{c.runs[0]} / {c.diverged[1]}/{c.runs[1]}",
                       fmt_p(c.p_value), fmt_p(c.p_adjusted), f"**{c.verdict}**", reported or "—"])
-    return table(["experiment", "candidate", "primary metric", "mean difference (candidate − Adam) [95 % CI]",
+    return table(["experiment", "candidate", "primary metric", f"mean difference (candidate − Adam) [{sections.CI_LEVEL} CI]",
                   "diverged final runs (candidate / Adam)", "p", "p (Holm)", "our verdict", "write-up's verdict"], cells)
 
 
@@ -121,8 +108,8 @@ def write_report(run_dir, curves: pd.DataFrame | None = None, trials: pd.DataFra
                    key=lambda name: (name == BENCHMARK, name))
     body, rows = [], []
     for name in names:
-        ex = _experiment(name, specs.get(name), curves[curves["experiment"] == name],
-                         trials[trials["experiment"] == name])
+        ex = experiment(name, specs.get(name), curves[curves["experiment"] == name],
+                        trials[trials["experiment"] == name])
         lines, comparisons = experiment_section(run_dir, ex)
         body += lines
         rows += [(ex, c) for c in comparisons]

@@ -1,69 +1,19 @@
 """One experiment's section of report.md, as markdown lines: protocol, best hyperparameters,
 results, tuning budget and divergence, and the paired comparison with its verdict. Text only:
-the numbers come from analysis.compare, the figures from analysis.figures.
+the numbers come from analysis.compare and analysis.metrics, the figures from analysis.figures.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from analysis import compare
-from analysis.metrics import ALPHA, INCONCLUSIVE, bootstrap_ci
-from analysis.text import METRIC_NAMES, fmt_difference, fmt_hparam, fmt_interval, fmt_p, fmt_space, fmt_value, table
-from tune.experiments import BASELINE, ExperimentSpec
+from analysis.experiment import Experiment
+from analysis.metrics import ALPHA, BOOTSTRAP_METHOD, CONFIDENCE, INCONCLUSIVE, smallest_holm_p
+from analysis.text import COLUMN_NAMES, METRIC_NAMES, fmt_difference, fmt_hparam, fmt_interval, fmt_p, fmt_space, fmt_value, table
 
-
-@dataclass(frozen=True)
-class Primary:
-    """The primary metric of an experiment, from its spec (tuning.metric, final.primary)."""
-    kind: str  # "best_val_epoch" | "final_epoch"
-    selection: str  # the validation metric the best epoch (and the tuning) is judged by
-    objective: str  # the trials column the tuning optimised (spec.objective)
-
-    @property
-    def metric(self) -> str:
-        return self.selection.replace("val_", "test_")
-
-    @property
-    def column(self) -> str:
-        """The per-seed column holding it."""
-        return f"best_{self.metric}" if self.kind == "best_val_epoch" else self.metric
-
-    @property
-    def higher_better(self) -> bool:
-        return "acc" in self.selection
-
-    def describe(self) -> str:
-        where = (f"each run's epoch of best {METRIC_NAMES[self.selection]} (early-stopped)"
-                 if self.kind == "best_val_epoch" else "each run's final epoch")
-        return f"{METRIC_NAMES[self.metric]} at {where}"
-
-
-def primary_of(spec: ExperimentSpec) -> Primary:
-    return Primary(spec.final.primary, spec.tuning.metric, spec.objective)
-
-
-COLUMN_NAMES = {"best_test_loss": "test loss at best-val epoch", "best_test_acc": "test accuracy at best-val epoch",
-                "test_loss": "final-epoch test loss", "test_acc": "final-epoch test accuracy"}
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """Everything one section is written from."""
-    name: str
-    spec: ExperimentSpec  # a placeholder with the defaults when spec.json is missing or invalid
-    spec_problem: str | None  # why spec.json could not be used, if it could not
-    curves: pd.DataFrame
-    trials: pd.DataFrame
-    per_seed: pd.DataFrame
-    primary: Primary
-    optimizers: list[str]
-
-    def runs(self, optimizer: str) -> pd.DataFrame:
-        return self.per_seed[self.per_seed["optimizer"] == optimizer]
+CI_LEVEL = f"{100 * CONFIDENCE:.0f} %"  # the confidence level as the report's tables write it
 
 
 def _count(frame: pd.DataFrame, optimizer: str, column: str | None = None) -> int:
@@ -74,8 +24,8 @@ def _count(frame: pd.DataFrame, optimizer: str, column: str | None = None) -> in
 def protocol(ex: Experiment) -> list[str]:
     if ex.spec_problem:
         return [f"{ex.spec_problem}, so the intended protocol is unknown.", ""]
-    spec, tune = ex.spec, ex.trials[ex.trials["phase"] == "tune"]
-    run_trials = ", ".join(f"{o} {_count(tune, o)}" for o in ex.optimizers) or "none"
+    spec, tuning = ex.spec, ex.trials[ex.trials["phase"] == "tune"]
+    run_trials = ", ".join(f"{o} {_count(tuning, o)}" for o in ex.optimizers) or "none"
     run_final = ", ".join(f"{o} {_count(ex.per_seed, o)}" for o in ex.optimizers) or "none"
     t, f, d = spec.tuning, spec.final, spec.data
     lines = [
@@ -131,50 +81,36 @@ def results(ex: Experiment) -> list[str]:
                                             for c in columns] + ["best-val epoch (median)", "write-up"]
     scored = compare.scored(ex.per_seed, primary.column, primary.higher_better)
     rows = []
-    for optimizer in by_primary_mean(ex):
+    for optimizer in ex.ranked():
         runs = ex.runs(optimizer)
         cells = [optimizer, f"{len(runs)} ({runs['repeat'].nunique()} × {runs['seed'].nunique()})"]
         for column in columns:
-            values = scored[runs.index] if column == primary.column else runs[column]
-            values = values.to_numpy(dtype=float)
-            values = values[np.isfinite(values)]
-            cells.append(fmt_interval(column, values.mean(), *bootstrap_ci(values)) if values.size else "—")
+            interval = compare.mean_interval(scored[runs.index] if column == primary.column else runs[column])
+            cells.append(fmt_interval(column, *interval) if interval else "—")
         cells.append(f"{runs['best_epoch'].median():.0f}" if runs["best_epoch"].notna().any() else "—")
         said = ex.spec.reported_metrics.get(optimizer, {})
         cells.append(", ".join(f"{METRIC_NAMES.get(m, m)} {fmt_value(m, v)}" for m, v in said.items()) or "—")
         rows.append(cells)
-    return [f"Final runs (repeats × seeds), mean [95 % percentile bootstrap CI] over runs, best "
+    return [f"Final runs (repeats × seeds), mean [{CI_LEVEL} {BOOTSTRAP_METHOD} bootstrap CI] over runs, best "
             f"primary first. Primary: {primary.describe()}; a diverged run counts as the worst finite "
             "value of the experiment there. The other columns leave non-finite values out; the "
             "final-epoch ones tell overfitting from worse optimisation.", ""] + table(header, rows)
 
 
-def by_primary_mean(ex: Experiment) -> list[str]:
-    scored = compare.scored(ex.per_seed, ex.primary.column, ex.primary.higher_better)
-    means = scored.groupby(ex.per_seed["optimizer"]).mean()
-    present = [o for o in ex.optimizers if o in means.index]
-    return sorted(present, key=lambda o: (np.isnan(means[o]), -means[o] if ex.primary.higher_better else means[o]))
-
-
 def tuning_and_cost(ex: Experiment, budget: pd.DataFrame) -> list[str]:
-    tune = ex.trials[ex.trials["phase"] == "tune"]
+    tuning = ex.trials[ex.trials["phase"] == "tune"]
     final_curves = ex.curves[ex.curves["phase"] == "final"]
     epoch_time = compare.mean_epoch_time(final_curves if len(final_curves) else ex.curves)
-    adam = final_curves[final_curves["optimizer"] == BASELINE]
-    adam_best = adam["val_loss"].replace(np.inf, np.nan).groupby([adam["repeat"], adam["seed"]]).min().dropna()
-    target = float(adam_best.median()) if len(adam_best) else float("nan")
-    reach = compare.epochs_to_target(ex.curves, target) if np.isfinite(target) else None
+    target = compare.baseline_target(ex.curves)
+    reach = compare.reaching_target(ex.curves, target, ex.optimizers) if np.isfinite(target) else None
     rows = []
     for o in ex.optimizers:
-        epochs = reach.loc[reach["optimizer"] == o, "epoch"] if reach is not None else pd.Series(dtype=float)
-        median = epochs.fillna(np.inf).median() if len(epochs) else np.nan
-        rows.append([o, f"{_count(tune, o)} ({tune.loc[tune['optimizer'] == o, 'repeat'].nunique()} repeats)",
-                     str(_count(tune, o, "pruned")),
-                     f"{_count(tune, o, 'diverged')}/{_count(tune, o)}",
+        rows.append([o, f"{_count(tuning, o)} ({tuning.loc[tuning['optimizer'] == o, 'repeat'].nunique()} repeats)",
+                     str(_count(tuning, o, "pruned")),
+                     f"{_count(tuning, o, 'diverged')}/{_count(tuning, o)}",
                      f"{int(compare.failed(ex.runs(o), ex.primary.column).sum())}/{len(ex.runs(o))}",
                      f"{epoch_time[o]:.3g}" if o in epoch_time.index else "—",
-                     (f"{median:.0f}" if np.isfinite(median) else "—") + f" ({epochs.notna().sum()}/{len(epochs)} runs reached)"
-                     if len(epochs) else "—"])
+                     _reached(reach.loc[o]) if reach is not None else "—"])
     header = ["optimizer", "tuning trials", "stopped by ASHA", "diverged (tuning)", "diverged (final)",
               "s / epoch", "epochs to target (median)"]
     lines = table(header, rows)
@@ -182,6 +118,14 @@ def tuning_and_cost(ex: Experiment, budget: pd.DataFrame) -> list[str]:
         lines += [f"Target: Adam's median best validation loss over its final runs ({target:.4g}); runs that "
                   "never reach it count as infinitely slow. s / epoch is the mean training time of one epoch.", ""]
     return lines + budget_table(ex, budget)
+
+
+def _reached(reach: pd.Series) -> str:
+    """A cell of "epochs to target": the median epoch and how many runs reached the target."""
+    if not reach["runs"]:
+        return "—"
+    median = f"{reach['median_epoch']:.0f}" if np.isfinite(reach["median_epoch"]) else "—"
+    return f"{median} ({int(reach['reached'])}/{int(reach['runs'])} runs reached)"
 
 
 def budget_table(ex: Experiment, budget: pd.DataFrame) -> list[str]:
@@ -205,7 +149,7 @@ def budget_table(ex: Experiment, budget: pd.DataFrame) -> list[str]:
 
 
 COMPARISON_HEADER = ["candidate", "paired seeds", "repeats (candidate / Adam)", "diverged (final, candidate / Adam)", "Adam mean",
-                     "candidate mean", "mean difference (candidate − Adam) [95 % CI]", "P(better)",
+                     "candidate mean", f"mean difference (candidate − Adam) [{CI_LEVEL} CI]", "P(better)",
                      "p (sign-flip)", "p (Holm)", "verdict"]
 
 
@@ -238,7 +182,7 @@ def comparison(ex: Experiment, comparisons: list[compare.PairedComparison], sing
         return ["No Adam and candidate final runs to pair, so no verdict.", ""]
     lines = [f"Primary metric: {ex.primary.describe()}.", ""] + table(COMPARISON_HEADER, comparison_rows(comparisons))
     smallest = min(c.n_pairs for c in comparisons)
-    floor = min(1.0, len(comparisons) * 2.0 ** (1 - smallest)) if smallest else 1.0
+    floor = smallest_holm_p(smallest, len(comparisons))
     if floor >= ALPHA:
         lines += [f"With {smallest} paired seeds and {len(comparisons)} candidate(s) the smallest attainable "
                   f"Holm-adjusted permutation p is {floor:.3g} ≥ {ALPHA}, so \"supported\" cannot be reached.", ""]

@@ -11,6 +11,9 @@ from analysis.metrics import higher_is_better
 METRIC_NAMES = {"test_loss": "test loss", "test_acc": "test accuracy",
                 "val_loss": "validation loss", "val_acc": "validation accuracy",
                 "best_val_loss": "best validation loss so far", "best_val_acc": "best validation accuracy so far"}
+# the per-seed columns (analysis.compare.per_seed_metrics) a report or figure shows
+COLUMN_NAMES = {"best_test_loss": "test loss at best-val epoch", "best_test_acc": "test accuracy at best-val epoch",
+                "test_loss": "final-epoch test loss", "test_acc": "final-epoch test accuracy"}
 
 
 def _is_missing(value) -> bool:

@@ -1,8 +1,10 @@
 """Shared fixtures: real mnist1d data and one real local Ray for the in-process tests."""
+import ipaddress
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -43,3 +45,19 @@ def assert_refused(result, *words):
     assert "Traceback" not in result.stdout + result.stderr
     for word in words:
         assert word in lines[0], lines[0]
+
+
+def listening_addresses() -> list:
+    """The addresses this process and its children (a local Ray's services and workers) listen on."""
+    me = psutil.Process()
+    listening = []
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            listening += [c.laddr for c in process.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        except psutil.NoSuchProcess:
+            continue
+    return listening
+
+
+def is_loopback(address) -> bool:
+    return address.ip == "::ffff:127.0.0.1" or ipaddress.ip_address(address.ip).is_loopback

@@ -6,11 +6,12 @@ import socket
 from pathlib import Path
 
 import pytest
-from ray._private.utils import get_dashboard_dependency_error
 
 from conftest import assert_refused, run_cli
+from tune.experiments import SPEC_DIR
+from tune.ray_internals import dashboard_dependency_error
 
-GOOD_SPEC = json.loads((Path(__file__).parent.parent / "tune" / "experiments" / "svd.json").read_text())
+GOOD_SPEC = json.loads((SPEC_DIR / "svd.json").read_text())
 
 
 def spec_file(folder: Path, name: str = "mine", **changes) -> Path:
@@ -108,7 +109,7 @@ def test_bad_flags(args, words, output):
     assert sorted(path.name for path in output.iterdir()) == ["earlier", "notarun"]
 
 
-@pytest.mark.skipif(not get_dashboard_dependency_error(), reason="Ray's dashboard packages are installed")
+@pytest.mark.skipif(not dashboard_dependency_error(), reason="Ray's dashboard packages are installed")
 def test_dashboard_without_its_packages(output):
     before = snapshot(output)
     assert_refused(run_cli("--dashboard", "--smoke", "--output", output), "--dashboard", "ray[default]")

@@ -1,21 +1,18 @@
 """Start a quiet local Ray, or connect to an existing cluster and check it can run the job."""
-import atexit
 import importlib
 import logging
 import os
 import platform
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from tune import warm
+from tune import ray_internals, warm
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("optim", "models", "tune")
@@ -70,25 +67,21 @@ def keeping_signal_handlers():
 
 def start_local(cpus: int, dashboard: bool = False):
     """A one-machine Ray that listens on loopback only, with one warm trial worker per CPU."""
-    # Ray's single-machine mode (its default on macOS/Windows) binds every service to 127.0.0.1.
-    # Ray reads the variable when first imported; if that already happened, set what it read.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_internals.listen_on_loopback_only()
     import ray
-    from ray._private import ray_constants, utils
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    if dashboard and utils.get_dashboard_dependency_error():
+    if dashboard and ray_internals.dashboard_dependency_error():
         raise ClusterError("--dashboard needs Ray's dashboard packages: pip install 'ray[default]==2.60.0'")
     # Local workers inherit our environment: the project's packages come from PYTHONPATH, not from
     # a runtime environment, whose hash would keep the prestarted workers from matching (tune.warm).
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    ready_dir = Path(tempfile.mkdtemp(prefix="mnist1d-tune-warm-"))
-    atexit.register(shutil.rmtree, ready_dir, True)
-    worker_environment = warm.worker_environment(ready_dir)
+    ready_dir = warm.new_ready_dir() if ray_internals.available() else None
+    worker_environment = warm.worker_environment(ready_dir) if ready_dir else {}
     os.environ.update(worker_environment)  # the raylet, and so every worker, inherits them
     try:
         with keeping_signal_handlers():
             context = ray.init(address="local", num_cpus=cpus, include_dashboard=dashboard, log_to_driver=False,
-                               logging_level=logging.ERROR, _system_config=warm.local_system_config(dashboard))
+                               logging_level=logging.ERROR,
+                               **ray_internals.init_options([warm.PRELOAD_MODULE], quiet=not dashboard))
     finally:
         for name in worker_environment:
             del os.environ[name]
@@ -100,13 +93,19 @@ def start_local(cpus: int, dashboard: bool = False):
 
 def warm_trial_workers(count: int, timeout_s: float = 60) -> set[int]:
     """On the cluster start_local started: prestart `count` trial workers, wait until they are
-    warm, and return their process ids (none if the cluster is not ours or Ray refused)."""
+    warm, and return their process ids (none if the cluster is not ours, Ray is not the version
+    tune.ray_internals was written for, or Ray refused)."""
     if _warm_dir is None:
         return set()
     already = warm.warmed_pids(_warm_dir)
     if not warm.prestart(count):
         return set()
     return warm.wait_until_warm(_warm_dir, already, count, timeout_s)
+
+
+def warmed_workers() -> set[int]:
+    """The process ids of the trial workers warmed so far on the cluster start_local started."""
+    return warm.warmed_pids(_warm_dir) if _warm_dir else set()
 
 
 def check_address(address: str) -> None:

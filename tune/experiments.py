@@ -1,4 +1,4 @@
-"""Experiment specs: one JSON file per write-up in tune/experiments/, validated on load.
+"""Experiment specs: one JSON file per write-up in tune/specs/, validated on load.
 
 A spec says what is compared and how: data sizes, model, each optimizer's search space,
 the tuning budget (trials, epochs, ASHA), the tuning metric, the final runs, and what the
@@ -17,8 +17,9 @@ from models import DataSpec
 from tune.run_folder import SPEC_FILE, write_json
 from tune.space import validate_space
 
-SPEC_DIR = Path(__file__).parent / "experiments"
+SPEC_DIR = Path(__file__).parent / "specs"
 BASELINE = "adam"
+BENCHMARK = "benchmark"  # the experiment of every optimizer, listed and reported last
 METRIC_MODES = {"val_loss": "min", "val_acc": "max"}
 # best_val_epoch: a run is judged at its epoch of best validation metric (early stopping), and a
 # tuning trial by its best validation value so far; final_epoch: both at the last epoch trained.
@@ -255,5 +256,5 @@ def save_spec(spec: ExperimentSpec, run_dir: Path | str) -> None:
 def builtin_specs() -> dict[str, ExperimentSpec]:
     """The six experiments shipped with the project, by name, the benchmark last."""
     specs = [load_spec(path) for path in sorted(SPEC_DIR.glob("*.json"))]
-    specs.sort(key=lambda spec: spec.name == "benchmark")
+    specs.sort(key=lambda spec: spec.name == BENCHMARK)
     return {spec.name: spec for spec in specs}

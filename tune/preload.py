@@ -1,8 +1,9 @@
 """Imported by every worker of a Ray cluster we start, before it accepts work (see tune.warm).
 
-A worker started for Ray Tune's trial actors imports the trainable, trains one tiny epoch of every
-optimizer and imports what a trial actor's constructor and first report import, which moves about
-3 s of imports out of its first trial; other workers skip it.
+A worker started for Ray Tune's trial actors imports what its first trial would: the trainable,
+torch's compiler stack (which the first optimizer a process builds imports) and what a trial
+actor's constructor and first report import. That moves about 3 s of imports out of its first
+trial. It trains nothing; other workers skip it.
 """
 import json
 import os
@@ -17,28 +18,16 @@ def started_for_trials() -> bool:
     return bool(expected) and all(os.environ.get(name) == value for name, value in expected.items())
 
 
-def warm_up() -> None:
-    import ray.air._internal.torch_utils  # noqa: F401 - a trial's first report imports it (and ray.dag)
+def import_what_trials_import() -> None:
     import torch
-    from ray.tune.utils.log import disable_ipython
 
     import tune.trainable  # noqa: F401 - Ray Tune and the train loop
-    from optim import REGISTRY
-    from tune.loop import train
+    from tune import ray_internals
 
-    generator = torch.Generator().manual_seed(0)
-    splits = {f"x_{split}": torch.randn(20, 40, generator=generator) for split in ("train", "val")}
-    splits.update({f"y_{split}": torch.randint(0, 10, (20,), generator=generator) for split in ("train", "val")})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    for name in REGISTRY:
-        train({"optimizer": name, "lr": 1e-3, "epochs": 1, "batch_size": 10}, splits)
-    torch.set_num_threads(threads)
-    # Ray Tune calls it in every trial actor's constructor; it imports IPython where that is installed
-    # (as with Jupyter), 0.2 s that would otherwise delay the study's first trials
-    disable_ipython()
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo, 1.2 s; steps nothing
+    ray_internals.import_trial_actor_modules()
 
 
 if started_for_trials():
-    warm_up()
+    import_what_trials_import()
     Path(os.environ[READY_DIR_VARIABLE], str(os.getpid())).touch()

@@ -34,20 +34,20 @@ def validate_space(space: dict, where: str = "space") -> None:
 
 def to_tune(space: dict) -> dict:
     """The Ray Tune domains for a validated data space."""
-    from ray import tune
+    from ray import tune as ray_tune
 
     domains = {}
     for name, dist in space.items():
         kind = dist["type"]
         if kind == "loguniform":
-            domains[name] = tune.loguniform(dist["low"], dist["high"])
+            domains[name] = ray_tune.loguniform(dist["low"], dist["high"])
         elif kind == "uniform":
-            domains[name] = tune.uniform(dist["low"], dist["high"])
+            domains[name] = ray_tune.uniform(dist["low"], dist["high"])
         elif kind == "int":  # Tune's integer upper bounds are exclusive; ours are inclusive
-            sampler = tune.lograndint if dist.get("log") else tune.randint
+            sampler = ray_tune.lograndint if dist.get("log") else ray_tune.randint
             domains[name] = sampler(int(dist["low"]), int(dist["high"]) + 1)
         else:
-            domains[name] = tune.choice(dist["values"])
+            domains[name] = ray_tune.choice(dist["values"])
     return domains
 
 

@@ -1,7 +1,7 @@
 """The Ray Tune side of the train loop: a function trainable, checkpointed if config["checkpoint"].
 
 Each trial gets one CPU and torch one thread; the datasets of the run arrive through the object
-store (`tune.with_parameters`), never regenerated per trial; config["data"] names a trial's own.
+store (`ray.tune.with_parameters`), never regenerated per trial; config["data"] names a trial's own.
 
 A trial reports to Tune only at the epochs in config["report_epochs"] (ASHA's rungs and the
 last epoch; default: every epoch). A Tune round trip costs more than an mnist1d epoch, and
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import ray
 import torch
-from ray import tune
+from ray import tune as ray_tune
 
 from tune.loop import train, train_population
 
@@ -38,17 +38,23 @@ def best_so_far(best: dict, metrics: dict) -> dict:
 
 
 def report_with_checkpoint(result: dict, state: dict | None) -> None:
-    """tune.report, with `state` as the trial's checkpoint unless it is None."""
+    """ray.tune.report, with `state` as the trial's checkpoint unless it is None."""
     if state is None:
-        tune.report(result)
+        ray_tune.report(result)
         return
     with tempfile.TemporaryDirectory() as folder:
         torch.save(state, Path(folder) / CHECKPOINT_FILE)
-        tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+        ray_tune.report(result, checkpoint=ray_tune.Checkpoint.from_directory(folder))
 
 
 def restored_state() -> dict | None:
-    checkpoint = tune.get_checkpoint()
+    """The training state of the checkpoint Ray Tune restored this trial from, if any."""
+    return load_state(ray_tune.get_checkpoint())
+
+
+def load_state(checkpoint: ray_tune.Checkpoint | None) -> dict | None:
+    """The training state in `checkpoint`: tensors and plain values only (weights_only), so a
+    tampered file is refused, never run."""
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
@@ -100,9 +106,9 @@ def run_population(config: dict, data: dict, node: dict) -> None:
 
     train_population(configs, data, report, restored_state())
     last_epoch = max((row["epoch"] for row in history), default=config["epochs"])
-    tune.report({"epoch": last_epoch, **node, "history": history, "reported_at": time.time()})
+    ray_tune.report({"epoch": last_epoch, **node, "history": history, "reported_at": time.time()})
 
 
 def trainable(datasets: dict):
     """`run_trial` bound to `datasets` (data key -> tensors, put in the object store once) and to one CPU."""
-    return tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), {"cpu": 1})
+    return ray_tune.with_resources(ray_tune.with_parameters(run_trial, datasets=datasets), {"cpu": 1})

@@ -1,0 +1,119 @@
+"""Every use of Ray's private API in the project, behind one check of the Ray version.
+
+They were written for Ray WRITTEN_FOR (requirements.txt pins it). On any other version
+`available()` is False, ONE warning says what is off, and the project falls back to Ray's public
+behaviour (the functions used only for warm workers are called only when `available()`):
+
+- warm trial workers (tune.warm): `ray.init`'s `_system_config` (`preload_python_modules`),
+  the raylet's PrestartWorkers gRPC call, the environment Ray Tune gives its trial actors
+  (ray.tune.execution.class_cache) and what a trial actor imports -> off: each trial worker
+  imports torch and Ray Tune when its first trial starts, about 3 s more per worker;
+- the quiet cluster (`_system_config`: no metrics, no task events) -> off: Ray's defaults;
+- the early --dashboard check (ray._private.utils) -> off: Ray reports missing dashboard
+  packages itself, after it started;
+- loopback only: Ray binds every service to 127.0.0.1 when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+  is set when Ray is first imported (the public switch of its single-machine mode, named in its
+  own messages); run_all.py imports Ray only after start_local set it. If Ray was imported
+  earlier (as in the tests), on WRITTEN_FOR we patch the constant Ray read then. There is no
+  public equivalent (`ray.init(_node_ip_address="127.0.0.1")` turns loopback into the machine's
+  address), so on another version that case gets a warning of its own: Ray listens on every
+  interface.
+
+Ray Tune's searcher and scheduler (tune.study: StudyRouter, PatientASHA) use public interfaces
+only (Searcher, ConcurrencyLimiter, FIFOScheduler, TrialScheduler): they work on every version.
+"""
+import functools
+import logging
+import os
+import sys
+
+WRITTEN_FOR = "2.60.0"
+SINGLE_MACHINE_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+PYTHON = 0  # in the raylet's Language enum
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def available() -> bool:
+    """Ray is the version these internals were written for; otherwise warns, once per process."""
+    import ray
+
+    if ray.__version__ == WRITTEN_FOR:
+        return True
+    log.warning("Ray %s is not the %s this project was written for: warm trial workers, the quiet cluster "
+                "settings and the early --dashboard check are off; runs will be slower, not wrong",
+                ray.__version__, WRITTEN_FOR)
+    return False
+
+
+def listen_on_loopback_only() -> None:
+    """Make the Ray this process starts next bind its services to 127.0.0.1 only."""
+    imported = "ray" in sys.modules
+    os.environ[SINGLE_MACHINE_VARIABLE] = "0"  # read when Ray is first imported
+    if not imported:
+        return
+    if available():
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    else:
+        log.warning("Ray was imported before the local cluster started, so its services listen on every "
+                    "interface; import Ray only after tune.cluster.start_local to keep them on 127.0.0.1")
+
+
+def dashboard_dependency_error() -> ImportError | None:
+    """Why Ray's dashboard cannot start (its packages are missing), None if it can or if unknown."""
+    if not available():
+        return None
+    from ray._private.utils import get_dashboard_dependency_error
+
+    return get_dashboard_dependency_error()
+
+
+def init_options(preload_modules: list[str], quiet: bool) -> dict:
+    """Private `ray.init` options: every worker imports `preload_modules` before it accepts work;
+    `quiet`: no process spends CPU on metrics and task events (they feed only the dashboard)."""
+    if not available():
+        return {}
+    quiet_config = {"enable_metrics_collection": False, "task_events_report_interval_ms": 0} if quiet else {}
+    return {"_system_config": {"preload_python_modules": preload_modules, **quiet_config}}
+
+
+def trial_actor_env_vars() -> dict[str, str]:
+    """The environment variables Ray Tune gives its trial actors (their runtime environment)."""
+    from ray.tune.execution import class_cache
+
+    propagated = {name: os.environ[name] for name in class_cache.ENV_VARS_TO_PROPAGATE if name in os.environ}
+    return {**class_cache.DEFAULT_ENV_VARS, **propagated}
+
+
+def prestart_workers(count: int, env_vars: dict[str, str], keep_alive_s: int) -> None:
+    """Ask the raylet of this driver's node for `count` idle Python workers started with `env_vars`
+    (so that actors with that runtime environment take them); raises if it cannot be asked."""
+    import ray
+    from ray._private.grpc_utils import init_grpc_channel
+    from ray._private.utils import get_runtime_env_info
+    from ray.core.generated import node_manager_pb2, node_manager_pb2_grpc
+    from ray.runtime_env import RuntimeEnv
+
+    node = ray._private.worker.global_worker.node
+    channel = init_grpc_channel(f"{node.node_ip_address}:{node.node_manager_port}")
+    request = node_manager_pb2.PrestartWorkersRequest(
+        language=PYTHON,
+        job_id=bytes.fromhex(ray.get_runtime_context().get_job_id()),
+        runtime_env_info=get_runtime_env_info(RuntimeEnv(env_vars=env_vars)),
+        num_workers=count,
+        keep_alive_duration_secs=keep_alive_s,
+    )
+    node_manager_pb2_grpc.NodeManagerServiceStub(channel).PrestartWorkers(request, timeout=10)
+
+
+def import_trial_actor_modules() -> None:
+    """Import what a Ray Tune trial actor imports in its constructor and at its first report."""
+    import ray.air._internal.torch_utils  # noqa: F401 - the first report imports it (and ray.dag)
+    from ray.tune.utils.log import disable_ipython
+
+    # the trial actor's constructor calls it; it imports IPython where that is installed (as
+    # with Jupyter), 0.2 s that would otherwise delay the study's first trials
+    disable_ipython()
