@@ -48,7 +48,7 @@ def select_members(value: Any, index: torch.Tensor) -> Any:
 
 
 class PopulationAdam:
-    """Steps stacked leaf tensors `params` (each [K, ...]); build it with optim.build_population."""
+    """Steps stacked tensors `params` (each [K, ...]); build it with optim.build_population."""
 
     def __init__(self, params: list[torch.Tensor], lrs: list[float], hparams: dict[str, list],
                  transform: MemberTransform | None = None) -> None:
@@ -62,20 +62,16 @@ class PopulationAdam:
         self.rule_state: dict[str, Any] = {}
 
     @torch.no_grad()
-    def step(self) -> None:
-        grads = [param.grad for param in self.params]
+    def step(self, grads: list[torch.Tensor]) -> None:
+        """Step every member with `grads` (one per parameter, alike in shape), which the rule may rewrite."""
         lrs = self.lrs if self.transform is None else self.transform(grads, self.lrs, self.hparams, self.rule_state)
         self.step_count += 1
         adam_step(self.params, grads, self.exp_avgs, self.exp_avg_sqs, self.step_count, lrs)
 
-    def zero_grad(self) -> None:
-        for param in self.params:
-            param.grad = None
-
     def keep(self, members: list[int]) -> None:
         """Go on with only these members (positions in the current population), e.g. when others diverged."""
         index = torch.tensor(members, dtype=torch.long)
-        self.params = [param.detach()[index].requires_grad_() for param in self.params]
+        self.params = [param[index] for param in self.params]
         self.lrs = self.lrs[index]
         self.hparams = select_members(self.hparams, index)
         self.exp_avgs = select_members(self.exp_avgs, index)

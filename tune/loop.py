@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 import optim
-from models import MLP, Splits, population_logits, stack_members
+from models import MLP, Splits, population_gradients, population_logits, stack_members
+from models.aten import log_softmax_backward
 
 EpochCallback = Callable[[dict, Callable[[], dict]], None]
 PopulationCallback = Callable[[list[dict | None], Callable[[], dict]], None]
@@ -165,19 +166,28 @@ class Population:
     def state(self, epoch: int) -> dict:
         """A checkpoint of live tensors (copy it to keep it); loads with torch.load(weights_only=True)."""
         return {"epoch": epoch, "members": list(self.members),
-                "params": [param.detach() for param in self.optimizer.params],
+                "params": list(self.optimizer.params),
                 "optimizer": self.optimizer.state_dict()}
 
     def load(self, state: dict) -> None:
         self.drop(set(self.members) - set(state["members"]))
-        self.optimizer.params = [param.clone().requires_grad_() for param in state["params"]]
+        self.optimizer.params = [param.clone() for param in state["params"]]
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def member_losses(params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Each sample's cross-entropy [K, B] for each member on its inputs x [K, B, 40] and labels y [K, B]."""
-    logits = population_logits(params, x)
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+def member_losses_and_grads(params: list[torch.Tensor], x: torch.Tensor,
+                            y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Each member's per-sample cross-entropy [K, B] on its inputs x [K, B, 40] and labels y [K, B], and the
+    gradients of each member's mean loss, computed as `train`'s loss.backward() computes them."""
+    layer_inputs = []
+    log_probs = torch.log_softmax(population_logits(params, x, layer_inputs), 2)
+    labels = y.unsqueeze(2)
+    losses = -log_probs.gather(2, labels).squeeze(2)
+    # Cross-entropy's backward: nll_loss's -1/B at each label (B divided in float32, as there), then log-softmax's.
+    at_labels = (-1 / torch.tensor(float(y.shape[1]), dtype=log_probs.dtype)).item()
+    grad_log_probs = torch.zeros_like(log_probs).scatter_(2, labels, at_labels)
+    grad_logits = log_softmax_backward(grad_log_probs, log_probs, 2)
+    return losses, population_gradients(params, layer_inputs, grad_logits)
 
 
 @torch.no_grad()
@@ -187,6 +197,11 @@ def evaluate_members(params: list[torch.Tensor], x: torch.Tensor, y: torch.Tenso
     losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(logits)), reduction="none")
     accuracies = (logits.argmax(2) == y).float().mean(1)
     return list(zip(losses.view(len(logits), -1).mean(1).tolist(), accuracies.tolist()))
+
+
+def member_rows(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The rows of `tensor` at `index` [K, B], as [K, B, ...]: each member's own batch."""
+    return tensor.index_select(0, index.flatten()).view(*index.shape, *tensor.shape[1:])
 
 
 def train_members_one_epoch(population: Population, configs: list[dict], x_train: torch.Tensor,
@@ -199,26 +214,26 @@ def train_members_one_epoch(population: Population, configs: list[dict], x_train
     n, batch_size = len(y_train), configs[0]["batch_size"]
     orders = torch.stack([torch.cat(epoch_batches(n, batch_size, configs[member]["seed"], epoch))
                           for member in population.members])
-    totals = dict.fromkeys(population.members, 0.0)
+    totals = torch.zeros(len(orders), dtype=torch.float64)  # as train's float sums: its loss.item() * len(batch)
+    stopped = {}
     for start in range(0, n, batch_size):
         while population.members:
             batch = orders[:, start:start + batch_size]
-            losses = member_losses(population.optimizer.params, x_train[batch], y_train[batch])
-            values = losses.mean(1).tolist()
-            diverged = {member for member, value in zip(population.members, values) if not math.isfinite(value)}
-            if not diverged:
+            losses, grads = member_losses_and_grads(population.optimizer.params, member_rows(x_train, batch),
+                                                    member_rows(y_train, batch))
+            mean_losses = losses.mean(1)
+            finite = torch.isfinite(mean_losses)
+            if finite.all():
                 break
-            totals.update(dict.fromkeys(diverged, math.inf))
-            orders = orders[population.drop(diverged)]
+            diverged = {member for member, ok in zip(population.members, finite.tolist()) if not ok}
+            stopped.update(dict.fromkeys(diverged, math.inf))
+            kept = population.drop(diverged)
+            orders, totals = orders[kept], totals[kept]
         if not population.members:
             break
-        population.optimizer.zero_grad()
-        # Member k's parameters get the gradient of its own mean loss only, rounded as in `train`.
-        (losses.sum() / batch.shape[1]).backward()
-        population.optimizer.step()
-        for member, value in zip(population.members, values):
-            totals[member] += value * batch.shape[1]
-    return {member: total / n for member, total in totals.items()}
+        population.optimizer.step(grads)
+        totals += mean_losses.double() * batch.shape[1]
+    return dict(zip(population.members, (totals / n).tolist())) | stopped
 
 
 def evaluate_population(population: Population, configs: list[dict], tensors: dict,
