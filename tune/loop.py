@@ -171,7 +171,7 @@ class Population:
 
     def load(self, state: dict) -> None:
         self.drop(set(self.members) - set(state["members"]))
-        self.optimizer.params = [param.clone() for param in state["params"]]
+        self.optimizer.set_params(state["params"])
         self.optimizer.load_state_dict(state["optimizer"])
 
 
