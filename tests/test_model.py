@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models import MLP
+from models import MLP, seeded_parameters
 
 
 def test_default_mlp_shape():
@@ -21,3 +21,12 @@ def test_one_hidden_layer():
 def test_bad_widths_raise(hidden):
     with pytest.raises(ValueError):
         MLP(hidden)
+
+
+def test_seeded_parameters_are_those_of_an_mlp_built_after_manual_seed():
+    seeds = [3, 7]
+    stacked = seeded_parameters((32, 16), seeds)
+    for member, seed in enumerate(seeds):
+        torch.manual_seed(seed)
+        for param, stacked_param in zip(MLP((32, 16)).parameters(), stacked, strict=True):
+            assert torch.equal(stacked_param[member], param.detach())

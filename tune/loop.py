@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import optim
-from models import MLP, Splits, population_gradients, population_logits, stack_members
+from models import MLP, Splits, population_gradients, population_logits, seeded_parameters
 from models.aten import log_softmax_backward
 
 EpochCallback = Callable[[dict, Callable[[], dict]], None]
@@ -148,11 +148,9 @@ class Population:
     """The members still training (`members`: indices into the configs) and their stacked optimizer."""
 
     def __init__(self, configs: list[dict]):
-        models = []
-        for config in configs:
-            torch.manual_seed(config["seed"])  # as train does: each member starts from its seed's weights
-            models.append(MLP(config["hidden"]))
-        self.optimizer = optim.build_population(configs[0]["optimizer"], stack_members(models),
+        # As in train: each member starts from its seed's weights.
+        params = seeded_parameters(configs[0]["hidden"], [config["seed"] for config in configs])
+        self.optimizer = optim.build_population(configs[0]["optimizer"], params,
                                                 [config["lr"] for config in configs],
                                                 [optimizer_hparams(config) for config in configs])
         self.members = list(range(len(configs)))
