@@ -36,7 +36,7 @@ def adam_step(params, grads, exp_avg, exp_avg_sq, step: int, lrs: torch.Tensor) 
     beta1, beta2 = BETAS
     exp_avg.lerp_(grads, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grads, grads, value=1 - beta2)
-    denominator = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(EPS)
+    denominator = exp_avg_sq.sqrt().div_((1 - beta2**step) ** 0.5).add_(EPS)
     step_sizes = (-lrs / (1 - beta1**step)).tolist()
     # addcdiv's value is one number, so each member's row gets its own; foreach makes that one call.
     torch._foreach_addcdiv_(params.unbind(), exp_avg.unbind(), denominator.unbind(), step_sizes)
