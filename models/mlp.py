@@ -50,7 +50,7 @@ def population_logits(params: Sequence[torch.Tensor], x: torch.Tensor,
                       layer_inputs: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Logits [K, B, 10] of the K stacked MLPs `params` on inputs x [K, B, 40], or [B, 40] for all.
     Each layer's input is appended to `layer_inputs` when given, for `population_gradients`."""
-    x = x.expand(len(params[0]), *x.shape[-2:])
+    x = x.expand(params[0].shape[0], *x.shape[-2:])
     layers = list(zip(params[::2], params[1::2]))
     for index, (weight, bias) in enumerate(layers):
         if layer_inputs is not None:

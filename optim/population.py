@@ -21,13 +21,13 @@ MemberTransform = Callable[[list[torch.Tensor], torch.Tensor, dict[str, list], d
 
 def flatten_members(tensors: list[torch.Tensor]) -> torch.Tensor:
     """Tensors [K, ...] side by side as one [K, N]: row k holds member k's values of every tensor."""
-    return torch.cat([tensor.reshape(len(tensor), math.prod(tensor.shape[1:])) for tensor in tensors], dim=1)
+    return torch.cat([tensor.reshape(tensor.shape[0], math.prod(tensor.shape[1:])) for tensor in tensors], dim=1)
 
 
 def member_views(flat: torch.Tensor, shapes: list[torch.Size]) -> list[torch.Tensor]:
     """The tensors that flatten_members joined, each [K, *shape], as views of `flat`."""
     parts = flat.split([math.prod(shape) for shape in shapes], dim=1)
-    return [part.view(len(flat), *shape) for part, shape in zip(parts, shapes)]
+    return [part.view(flat.shape[0], *shape) for part, shape in zip(parts, shapes)]
 
 
 def adam_step(params, grads, exp_avg, exp_avg_sq, step: int, lrs: torch.Tensor) -> None:

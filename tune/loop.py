@@ -233,25 +233,25 @@ def train_members_one_epoch(population: Population, configs: list[dict], x_train
     n, batch_size = len(y_train), configs[0]["batch_size"]
     orders = torch.stack([torch.cat(epoch_batches(n, batch_size, configs[member]["seed"], epoch))
                           for member in population.members])
-    totals = torch.zeros(len(orders), dtype=torch.float64)  # as train's float sums: its loss.item() * len(batch)
+    totals = torch.zeros(len(orders), dtype=torch.float64)
     stopped = {}
     for start in range(0, n, batch_size):
         while population.members:
             batch = orders[:, start:start + batch_size]
             losses, grads = member_losses_and_grads(population.optimizer.params, member_rows(x_train, batch),
                                                     member_rows(y_train, batch))
-            mean_losses = losses.mean(1)
-            finite = torch.isfinite(mean_losses)
-            if finite.all():
+            batch_losses = losses.mean(1).double() * batch.shape[1]  # as train's loss.item() * len(batch)
+            if math.isfinite(batch_losses.sum().item()):  # float64: a sum of finite float32 values stays finite
                 break
-            diverged = {member for member, ok in zip(population.members, finite.tolist()) if not ok}
+            diverged = {member for member, loss in zip(population.members, batch_losses.tolist())
+                        if not math.isfinite(loss)}
             stopped.update(dict.fromkeys(diverged, math.inf))
             kept = population.drop(diverged)
             orders, totals = orders[kept], totals[kept]
         if not population.members:
             break
         population.optimizer.step(grads)
-        totals += mean_losses.double() * batch.shape[1]
+        totals += batch_losses
     return dict(zip(population.members, (totals / n).tolist())) | stopped
 
 
