@@ -27,7 +27,8 @@ class MLP(nn.Sequential):
 
 def seeded_parameters(hidden: Sequence[int], seeds: Sequence[int]) -> list[torch.Tensor]:
     """The initial parameters of `MLP(hidden)` built after torch.manual_seed(seed), for each of the K seeds,
-    stacked on a leading member axis [K, *shape] in `parameters()` order (weights [K, out, in], biases [K, out]).
+    stacked on a leading member axis [K, *shape] in `parameters()` order (weights [K, out, in], biases
+    [K, out]).
 
     Drawn by re-initialising one MLP per seed (nn.Linear's reset_parameters draws as its construction does)
     with only the CPU generator seeded (all that torch.manual_seed changes for a CPU model): 0.1 ms a member
@@ -66,9 +67,9 @@ def population_gradients(params: Sequence[torch.Tensor], layer_inputs: list[torc
     """Each parameter's gradient [K, ...], from the gradient of the loss with respect to the logits and the
     layer inputs that `population_logits` kept.
 
-    Written out rather than left to autograd, whose bookkeeping cost 0.2-0.35 ms a step here (as much as
-    a member's arithmetic), op by op as autograd computes nn.Linear's and ReLU's gradients for a single run (the
-    weight's as grad_outᵀ x), so that every member's gradients round exactly as its single run's.
+    Written out rather than left to autograd, whose bookkeeping cost 0.2-0.35 ms a step here (as much as a
+    member's arithmetic): op by op as autograd computes nn.Linear's and ReLU's gradients for a single run
+    (the weight's as grad_outᵀ x), so that every member's gradients round exactly as its single run's.
     """
     grads, grad = [], grad_logits
     for index in reversed(range(len(layer_inputs))):
