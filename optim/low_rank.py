@@ -202,7 +202,7 @@ def _filtered_projections(
     # the rounding of the check.
     ritz_vectors = vectors.float()
     check = _addmm(double_x, ritz_vectors * values.float().unsqueeze(-2), ritz_vectors.mT,
-                   beta=_per_matrix([bound / 4 for bound in bounds], double_x))
+                   beta=_per_matrix([bound / 4 for bound in bounds], double_x), in_place=True)  # double_x's last use
     shifts = [tau - bound / 2 - 2 * (rows + cols) * torch.finfo(torch.float32).eps * energy
               for tau, bound, energy in zip(taus, bounds, energies)]
     check.diagonal(dim1=-2, dim2=-1).add_(_per_matrix(shifts, check, trailing=1))
@@ -217,13 +217,14 @@ def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.mm(a, b) if a.dim() == 2 else torch.bmm(a, b)
 
 
-def _addmm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta=1.0, alpha=1.0) -> torch.Tensor:
-    """beta c + alpha a b for matrices or batches; a batch's beta may be a per-matrix tensor."""
+def _addmm(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta=1.0, alpha=1.0, in_place=False) -> torch.Tensor:
+    """beta c + alpha a b for matrices or batches, in c's memory if `in_place`; a batch's beta may be a
+    per-matrix tensor."""
     if a.dim() == 2:
-        return torch.addmm(c, a, b, beta=beta, alpha=alpha)
+        return c.addmm_(a, b, beta=beta, alpha=alpha) if in_place else torch.addmm(c, a, b, beta=beta, alpha=alpha)
     if isinstance(beta, torch.Tensor):
-        c, beta = c * beta, 1.0
-    return torch.baddbmm(c, a, b, beta=beta, alpha=alpha)
+        c, beta = (c.mul_(beta) if in_place else c * beta), 1.0
+    return c.baddbmm_(a, b, beta=beta, alpha=alpha) if in_place else torch.baddbmm(c, a, b, beta=beta, alpha=alpha)
 
 
 def _add_scaled(c: torch.Tensor, a: torch.Tensor, factor) -> torch.Tensor:
@@ -259,7 +260,7 @@ def _ritz_pairs(a: torch.Tensor, basis: torch.Tensor):
     values, rotation = torch.linalg.eigh(_mm(coords, coords.mT))  # ascending
     vectors = _mm(basis, rotation)
     right = _mm(coords.mT, rotation)  # Aᵀ y_i
-    residuals = torch.linalg.vector_norm(_addmm(vectors * values.unsqueeze(-2), a, right, beta=-1), dim=-2)
+    residuals = torch.linalg.vector_norm(_addmm(vectors * values.unsqueeze(-2), a, right, beta=-1, in_place=True), dim=-2)
     return vectors, values, right, residuals
 
 

@@ -3,16 +3,15 @@
 Every member has its own lr, hyperparameters and Adam state, and is stepped exactly as its single run
 would be: the optimizer's rule (`transform_members` of its wrapper class, the same code the single run
 applies with K = 1) rewrites the gradients member by member, then a member-axis Adam steps. That Adam
-matches torch.optim.Adam at the defaults the wrappers use (betas (0.9, 0.999), eps 1e-8, no weight
-decay) to float rounding.
+does torch.optim.Adam's arithmetic on CPU (its single-tensor form) op for op, at the defaults the
+wrappers use (betas (0.9, 0.999), eps 1e-8, no weight decay), so it rounds as torch.optim.Adam does.
 """
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
-
-from .base import member_shaped
 
 BETAS = (0.9, 0.999)
 EPS = 1e-8
@@ -20,20 +19,27 @@ EPS = 1e-8
 MemberTransform = Callable[[list[torch.Tensor], torch.Tensor, dict[str, list], dict[str, Any]], torch.Tensor]
 
 
-def adam_step(params, grads, exp_avgs, exp_avg_sqs, step: int, lrs: torch.Tensor) -> None:
-    """torch.optim.Adam's update with a per-member lr (`lrs` is [K]); `step` counts from 1."""
+def flatten_members(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Tensors [K, ...] side by side as one [K, N]: row k holds member k's values of every tensor."""
+    return torch.cat([tensor.reshape(tensor.shape[0], math.prod(tensor.shape[1:])) for tensor in tensors], dim=1)
+
+
+def member_views(flat: torch.Tensor, shapes: list[torch.Size]) -> list[torch.Tensor]:
+    """The tensors that flatten_members joined, each [K, *shape], as views of `flat`."""
+    parts = flat.split([math.prod(shape) for shape in shapes], dim=1)
+    return [part.view(flat.shape[0], *shape) for part, shape in zip(parts, shapes)]
+
+
+def adam_step(params, grads, exp_avg, exp_avg_sq, step: int, lrs: torch.Tensor) -> None:
+    """torch.optim.Adam's update, op for op as its single-tensor form, of K members side by side (each
+    tensor [K, N]), member k with lr lrs[k]; `step` counts from 1."""
     beta1, beta2 = BETAS
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-    torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-    denominators = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_div_(denominators, (1 - beta2**step) ** 0.5)
-    torch._foreach_add_(denominators, EPS)
-    step_sizes = (-lrs / (1 - beta1**step)).to(params[0].dtype)
-    # In addcdiv's order, (step size * exp_avg) / denominator, so that it rounds as torch.optim.Adam does.
-    updates = torch._foreach_mul(exp_avgs, [member_shaped(step_sizes, param) for param in params])
-    torch._foreach_div_(updates, denominators)
-    torch._foreach_add_(params, updates)
+    exp_avg.lerp_(grads, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grads, grads, value=1 - beta2)
+    denominator = exp_avg_sq.sqrt().div_((1 - beta2**step) ** 0.5).add_(EPS)
+    step_sizes = (-lrs / (1 - beta1**step)).tolist()
+    # addcdiv's value is one number, so each member's row gets its own; foreach makes that one call.
+    torch._foreach_addcdiv_(params.unbind(), exp_avg.unbind(), denominator.unbind(), step_sizes)
 
 
 def select_members(value: Any, index: torch.Tensor) -> Any:
@@ -48,47 +54,54 @@ def select_members(value: Any, index: torch.Tensor) -> Any:
 
 
 class PopulationAdam:
-    """Steps stacked leaf tensors `params` (each [K, ...]); build it with optim.build_population."""
+    """Steps stacked tensors `params` (each [K, ...]); build it with optim.build_population.
+
+    The parameters and Adam's moments are each kept as one [K, N] tensor, so that Adam's arithmetic is a
+    few operations on all of them; `params` are views of it, updated in place by `step`.
+    """
 
     def __init__(self, params: list[torch.Tensor], lrs: list[float], hparams: dict[str, list],
                  transform: MemberTransform | None = None) -> None:
-        self.params = params
+        self.shapes = [param.shape[1:] for param in params]
+        self.set_params(params)
         self.lrs = torch.tensor(lrs, dtype=torch.float64)
         self.hparams = hparams  # each hyperparameter as a list of K values
         self.transform = transform
         self.step_count = 0
-        self.exp_avgs = [torch.zeros_like(param) for param in params]
-        self.exp_avg_sqs = [torch.zeros_like(param) for param in params]
+        self.exp_avg = torch.zeros_like(self.flat_params)
+        self.exp_avg_sq = torch.zeros_like(self.flat_params)
         self.rule_state: dict[str, Any] = {}
 
+    def set_params(self, params: list[torch.Tensor]) -> None:
+        """Take (a copy of) `params`, one stacked tensor [K, ...] per parameter."""
+        self.flat_params = flatten_members(params)
+        self.params = member_views(self.flat_params, self.shapes)
+
     @torch.no_grad()
-    def step(self) -> None:
-        grads = [param.grad for param in self.params]
+    def step(self, grads: list[torch.Tensor]) -> None:
+        """Step every member with `grads` (one per parameter, alike in shape), which the rule may rewrite."""
         lrs = self.lrs if self.transform is None else self.transform(grads, self.lrs, self.hparams, self.rule_state)
         self.step_count += 1
-        adam_step(self.params, grads, self.exp_avgs, self.exp_avg_sqs, self.step_count, lrs)
-
-    def zero_grad(self) -> None:
-        for param in self.params:
-            param.grad = None
+        adam_step(self.flat_params, flatten_members(grads), self.exp_avg, self.exp_avg_sq, self.step_count, lrs)
 
     def keep(self, members: list[int]) -> None:
         """Go on with only these members (positions in the current population), e.g. when others diverged."""
         index = torch.tensor(members, dtype=torch.long)
-        self.params = [param.detach()[index].requires_grad_() for param in self.params]
+        self.set_params([param[index] for param in self.params])
         self.lrs = self.lrs[index]
         self.hparams = select_members(self.hparams, index)
-        self.exp_avgs = select_members(self.exp_avgs, index)
-        self.exp_avg_sqs = select_members(self.exp_avg_sqs, index)
+        self.exp_avg = self.exp_avg[index]
+        self.exp_avg_sq = self.exp_avg_sq[index]
         self.rule_state = select_members(self.rule_state, index)
 
     def state_dict(self) -> dict[str, Any]:
-        """Adam's and the rule's state (live tensors: copy to keep); loads with torch.load(weights_only=True)."""
-        return {"step": self.step_count, "exp_avg": self.exp_avgs, "exp_avg_sq": self.exp_avg_sqs,
-                "rule": self.rule_state}
+        """Adam's and the rule's state, the moments one tensor [K, ...] per parameter (live tensors: copy to
+        keep); loads with torch.load(weights_only=True)."""
+        return {"step": self.step_count, "exp_avg": member_views(self.exp_avg, self.shapes),
+                "exp_avg_sq": member_views(self.exp_avg_sq, self.shapes), "rule": self.rule_state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = state["step"]
-        self.exp_avgs = [tensor.clone() for tensor in state["exp_avg"]]
-        self.exp_avg_sqs = [tensor.clone() for tensor in state["exp_avg_sq"]]
+        self.exp_avg = flatten_members(state["exp_avg"])
+        self.exp_avg_sq = flatten_members(state["exp_avg_sq"])
         self.rule_state = select_members(state["rule"], torch.arange(len(self.lrs)))

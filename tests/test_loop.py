@@ -87,3 +87,15 @@ def test_same_seed_gives_same_start_whatever_the_optimizer(data, monkeypatch):
         assert weights.keys() == adam_weights.keys()
         assert all(torch.equal(weights[key], adam_weights[key]) for key in weights), name
         assert len(batches) == len(adam_batches) and all(map(torch.equal, batches, adam_batches)), name
+
+
+def test_cross_entropy_is_torchs_to_float_rounding_and_its_gradient_too():
+    generator = torch.Generator().manual_seed(0)
+    logits = (torch.randn(50, 10, generator=generator) * 5).requires_grad_()
+    labels = torch.randint(0, 10, (50,), generator=generator)
+    ours = tune.loop.cross_entropy(logits, labels)
+    (ours_grad,) = torch.autograd.grad(ours, logits)
+    theirs = torch.nn.functional.cross_entropy(logits, labels)
+    (theirs_grad,) = torch.autograd.grad(theirs, logits)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-5, atol=1e-7)
