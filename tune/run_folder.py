@@ -9,6 +9,7 @@
         <experiment>/best.json     each optimizer's best config per repeat, once its studies finished
         interrupted/               what a killed run left that is not continued (tune.pipeline)
         curves.parquet, trials.parquet, report.md, figures/, optuna.journal   (analysis)
+        .lock                      held by the process running the folder (claim)
     <output>/latest -> <name>
 """
 import fcntl
