@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import NoReturn
 
-from tune.run_folder import LATEST, RUN_FILE, atomic_path
+from tune.run_folder import LATEST, RUN_FILE, atomic_path, read_json, write_json
 
 MAX_CPUS = 100_000
 EXIT_CODES = """exit codes: 0 complete; 1 incomplete (a study or final group failed: --resume retries it);
@@ -155,8 +155,6 @@ def point_latest(run: Path) -> None:
 
 def write_run_file(run: Path, settings: dict, status: str, provenance: dict | None = None) -> None:
     """run.json; without `provenance`, the one written before is kept."""
-    from tune.run_folder import read_json, write_json
-
     if provenance is None:
         provenance = read_json(run / RUN_FILE, {}).get("provenance")
     write_json(run / RUN_FILE, {"settings": settings, "status": status, "argv": sys.argv[1:],

@@ -69,7 +69,8 @@ def mount_tmpfs(folder: Path, size_kb: int) -> bool:
 
 def summary(run: Path) -> dict:
     """What a finished run holds, in terms comparable across runs."""
-    trials = pd.read_parquet(run / "trials.parquet").drop_duplicates(["study", "phase", "trial_id"])
+    all_trials = pd.read_parquet(run / "trials.parquet")
+    trials = all_trials.drop_duplicates(["study", "phase", "trial_id"])
     curves = pd.read_parquet(run / "curves.parquet").drop_duplicates(["study", "phase", "trial_id", "epoch"])
     tuned, final = trials[trials["phase"] == "tune"], trials[trials["phase"] == "final"]
     epochs = curves.groupby(["phase", "trial_id"])["epoch"].apply(sorted)
@@ -81,8 +82,7 @@ def summary(run: Path) -> dict:
     return {
         "trials per study": tuned.groupby("study")["trial_id"].nunique().to_dict(),
         "final runs": sorted(zip(final["optimizer"], final["repeat"], final["seed"])),
-        "duplicates": int(pd.read_parquet(run / "trials.parquet").duplicated(
-            ["experiment", "study", "phase", "trial_id"]).sum()),
+        "duplicates": int(all_trials.duplicated(["experiment", "study", "phase", "trial_id"]).sum()),
         "trials with missing epochs": gaps,
         "status": json.loads((run / "run.json").read_text())["status"],
         "report": (run / "report.md").exists(),

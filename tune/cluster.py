@@ -4,15 +4,14 @@ import logging
 import os
 import platform
 import re
-import signal
 import socket
 import subprocess
 import sys
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 from tune import ray_internals, warm
+from tune.ending import keeping_signal_handlers
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("optim", "models", "tune")
@@ -45,24 +44,6 @@ def runtime_env() -> dict:
     """Ship the project's own packages to every worker, whatever directory it started in."""
     folders = [str(Path(importlib.import_module(name).__file__).parent) for name in PACKAGES]
     return {"py_modules": folders, "env_vars": {"PYTHONWARNINGS": "ignore::DeprecationWarning"}}
-
-
-ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@contextmanager
-def keeping_signal_handlers():
-    """Ray's driver sets its own SIGTERM handler (sys.exit(15)) while it starts; the run's (tune.ending)
-    stay, and a signal that arrives meanwhile waits (blocked) until they are back."""
-    kept = {signum: signal.getsignal(signum) for signum in ENDING_SIGNALS}
-    signal.pthread_sigmask(signal.SIG_BLOCK, ENDING_SIGNALS)
-    try:
-        yield
-    finally:
-        for signum, handler in kept.items():
-            if handler is not None:
-                signal.signal(signum, handler)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, ENDING_SIGNALS)
 
 
 def start_local(cpus: int, dashboard: bool = False):

@@ -70,6 +70,22 @@ def end_on_signals(resume_command: str) -> None:
 
 
 @contextmanager
+def keeping_signal_handlers():
+    """Ray's driver sets its own SIGTERM handler (sys.exit(15)) while it starts; the run's (end_on_signals)
+    stay, and a signal that arrives meanwhile waits (blocked) until they are back."""
+    signals = tuple(SIGNAL_EXIT_CODES)
+    kept = {signum: signal.getsignal(signum) for signum in signals}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        for signum, handler in kept.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+
+@contextmanager
 def ending_on_write_failure(folder):
     """A failed write to `folder` (in the run folder) ends the run (EXIT_WRITE_FAILED) naming it and the cause.
 
