@@ -230,6 +230,7 @@ def run_and_report(args, run: Path, specs: list, settings: dict, resume_command:
     from analysis.load import write_frames
 
     quiet_environment()
+    threading.Thread(target=import_analysis, daemon=True).start()  # 2 s of imports, while Ray starts
     try:
         if args.address:
             connect(args.address)
@@ -247,7 +248,6 @@ def run_and_report(args, run: Path, specs: list, settings: dict, resume_command:
     cpus = cluster_cpus()
     print(f"run folder {run}  ({cpus} CPUs)")
     print(plan_run(specs, settings["seed"]).summary(cpus), flush=True)
-    threading.Thread(target=import_analysis, daemon=True).start()  # 2 s of imports, while the trials run
     from tune.pipeline import run_experiments  # imports Ray: only now, after start_local (tune.ray_internals)
     _, unfinished = run_experiments(specs, run, settings["seed"])
     curves, trials = write_frames(run)

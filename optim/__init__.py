@@ -121,9 +121,12 @@ def build_population(name: str, params: list[torch.Tensor], lrs: list[float],
 
 
 def validated_member(name: str, lr: float, hparams: dict[str, Any]) -> dict[str, Any]:
-    """One member's hyperparameters, checked and normalised exactly as a single run's would be."""
-    group = build_optimizer(name, [torch.zeros(1, requires_grad=True)], lr, **hparams).param_groups[0]
-    return {key: group[key] for key in optimizer_info(name).hparams}
+    """One member's hyperparameters, checked and normalised by the optimizer's own `validate_hparams`, as a
+    single run's are. No optimizer is built: a process's first torch optimizer imports torch's compiler
+    stack (1.5 s), which no population needs."""
+    if not float(lr) >= 0:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    return optimizer_info(name).validated(hparams)
 
 
 __all__ = [

@@ -1,5 +1,6 @@
-"""tune.ray_internals: on the Ray version it was written for, a local Ray has warm trial workers;
-on any other, a real run completes with one warning, no warm workers, still on loopback only."""
+"""tune.ray_internals: on the Ray version it was written for, a local Ray's trials run on the workers
+it started with, warmed; on any other, a real run completes with one warning, no warm workers, still
+on loopback only."""
 import json
 import os
 import subprocess
@@ -9,24 +10,37 @@ import ray
 
 from conftest import ROOT
 from tune import cluster, ray_internals
-from tune.warm import READY_DIR_VARIABLE, TRIAL_ENV_VARIABLE
+from tune.run_folder import RESULTS_FOLDER
+from tune.warm import READY_DIR_VARIABLE
 
-AS_ANOTHER_RAY = """
+RUN_AND_SHOW_WORKERS = """
 import json, runpy, sys
 sys.path.insert(0, "tests")
 from conftest import is_loopback, listening_addresses
 from tune import cluster, ray_internals
 
-ray_internals.WRITTEN_FOR = "0.0.0"  # as if the installed Ray were not the one it was written for
+if sys.argv.pop(1) == "as-another-ray":
+    ray_internals.WRITTEN_FOR = "0.0.0"  # as if the installed Ray were not the one it was written for
 import tune.ending
 tune.ending.exit_now = sys.exit  # end as a normal exit, so that the cluster can be looked at below
 sys.argv = ["run_all.py", *sys.argv[1:]]
 try:
     runpy.run_path("run_all.py", run_name="__main__")
 except SystemExit as end:
-    print("RESULT", json.dumps({"exit": end.code, "warm_workers": len(cluster.warmed_workers()),
+    print("RESULT", json.dumps({"exit": end.code, "warm_workers": sorted(cluster.warmed_workers()),
                                 "not_loopback": [str(a) for a in listening_addresses() if not is_loopback(a)]}))
 """
+
+
+def run_and_show_workers(mode: str, folder) -> tuple[dict, subprocess.CompletedProcess]:
+    """A smoke run of run_all.py; its exit code, the workers that warmed up and any address not on loopback."""
+    done = subprocess.run([sys.executable, "-c", RUN_AND_SHOW_WORKERS, mode, "--smoke", "--experiments", "cgi",
+                           "--repeats", "1", "--cpus", "2", "--output", str(folder), "--name", "run"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = json.loads(done.stdout.split("RESULT", 1)[1]) if "RESULT" in done.stdout else {}
+    assert result.get("exit") == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert (folder / "run" / "report.md").exists()
+    return result, done
 
 
 def test_on_the_pinned_ray_the_internals_are_on(ray_session):
@@ -34,17 +48,21 @@ def test_on_the_pinned_ray_the_internals_are_on(ray_session):
     assert len(cluster.warmed_workers()) >= 2  # start_local warmed one trial worker per CPU
 
 
+def test_trials_run_on_the_workers_ray_started_with_warmed(tmp_path):
+    result, _ = run_and_show_workers("as-pinned-ray", tmp_path)
+    trial_pids = {json.loads(line)["pid"] for path in (tmp_path / "run" / RESULTS_FOLDER).glob("*.jsonl")
+                  for line in path.read_text().splitlines()}
+    # every worker of the cluster warms up before its first task, so two means Ray started no other
+    assert len(result["warm_workers"]) == 2
+    assert trial_pids == set(result["warm_workers"])
+
+
 def test_on_another_ray_a_run_completes_without_them(tmp_path):
-    done = subprocess.run([sys.executable, "-c", AS_ANOTHER_RAY, "--smoke", "--experiments", "cgi", "--repeats", "1",
-                           "--cpus", "2", "--output", str(tmp_path), "--name", "other"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    result = json.loads(done.stdout.split("RESULT", 1)[1]) if "RESULT" in done.stdout else {}
-    assert result.get("exit") == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result, done = run_and_show_workers("as-another-ray", tmp_path)
     warnings = [line for line in done.stderr.splitlines() if "written for" in line]
     assert len(warnings) == 1 and "Ray 2.60.0 is not the 0.0.0" in warnings[0], done.stderr
-    assert result["warm_workers"] == 0
+    assert result["warm_workers"] == []
     assert result["not_loopback"] == []
-    assert (tmp_path / "other" / "report.md").exists()
 
 
 def test_preloading_a_trial_worker_imports_and_trains_nothing(tmp_path):
@@ -53,10 +71,9 @@ def test_preloading_a_trial_worker_imports_and_trains_nothing(tmp_path):
               "def refuse(*args, **kwargs): raise AssertionError('trained at import')\n"
               "tune.loop.train = tune.loop.train_population = refuse\n"
               "import tune.preload\n"
-              "print(' '.join(name for name in ('torch._dynamo', 'tune.trainable') if name in sys.modules))\n")
-    trial_env = ray_internals.trial_actor_env_vars()
-    env = {**os.environ, **trial_env, TRIAL_ENV_VARIABLE: json.dumps(trial_env), READY_DIR_VARIABLE: str(tmp_path)}
+              "print(' '.join(name for name in ('ray.tune', 'tune.trainable') if name in sys.modules))\n")
+    env = {**os.environ, READY_DIR_VARIABLE: str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["torch._dynamo", "tune.trainable"]  # what a first trial would import
+    assert done.stdout.split() == ["ray.tune", "tune.trainable"]  # what a first trial would import
     assert len(list(tmp_path.iterdir())) == 1  # it checked in as warm

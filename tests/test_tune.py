@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from analysis.load import CURVE_COLUMNS, curves_from_run_folders, trials_from_curves
-from tune.cluster import warm_trial_workers, warmed_workers
 from tune.experiments import from_dict
 from tune.pipeline import run_experiments
 from tune.plan import asha_milestones, plan_run
@@ -121,17 +120,6 @@ def test_a_resumed_run_reruns_only_what_was_unfinished(run, tmp_path):
             == curves.groupby(["experiment", "phase", "study"])["trial_id"].nunique()).all()
     aside = {path.name.split("-")[0] for path in (copy / INTERRUPTED).glob(f"{RESULTS_FOLDER}.*/*")}
     assert aside == {"tune", "final"}
-
-
-def test_a_study_runs_on_warm_workers_when_there_are_some(ray_session, tmp_path):
-    warmed = warm_trial_workers(2)
-    assert len(warmed) == 2
-    spec = small_spec("warm", {"adam": {"lr": LR}, "cgi": {"lr": LR}},
-                      {**TUNING, "num_samples": 2, "epochs": 1, "repeats": 1}, {"epochs": 1, "seeds": 1})
-    run_experiments([spec], tmp_path, seed=0)
-    pids = {json.loads(line)["pid"] for path in (tmp_path / RESULTS_FOLDER).glob("*.jsonl")
-            for line in path.read_text().splitlines()}
-    assert pids <= warmed_workers()  # no trial waited for a new process (these, or ones warmed before)
 
 
 def test_diverging_trials_are_reported_not_crashed(ray_session, tmp_path):

@@ -53,35 +53,26 @@ def start_local(cpus: int, dashboard: bool = False):
     if dashboard and ray_internals.dashboard_dependency_error():
         raise ClusterError("--dashboard needs Ray's dashboard packages: pip install 'ray[default]==2.60.0'")
     # Local workers inherit our environment: the project's packages come from PYTHONPATH, not from
-    # a runtime environment, whose hash would keep the prestarted workers from matching (tune.warm).
+    # a runtime environment, whose hash would keep the workers Ray starts with the cluster from
+    # taking trials (tune.warm).
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    ready_dir = warm.new_ready_dir() if ray_internals.available() else None
-    worker_environment = warm.worker_environment(ready_dir) if ready_dir else {}
+    global _warm_dir
+    _warm_dir = warm.new_ready_dir() if ray_internals.available() else None
+    worker_environment = {**ray_internals.trial_actors_take_prestarted_workers(),
+                          warm.READY_DIR_VARIABLE: str(_warm_dir)} if _warm_dir else {}
     os.environ.update(worker_environment)  # the raylet, and so every worker, inherits them
     try:
         with keeping_signal_handlers():
             context = ray.init(address="local", num_cpus=cpus, include_dashboard=dashboard, log_to_driver=False,
                                logging_level=logging.ERROR,
-                               **ray_internals.init_options([warm.PRELOAD_MODULE], quiet=not dashboard))
+                               **ray_internals.init_options([warm.PRELOAD_MODULE], warm.KEEP_IDLE_S,
+                                                               quiet=not dashboard))
     finally:
         for name in worker_environment:
             del os.environ[name]
-    global _warm_dir
-    _warm_dir = ready_dir
-    warm_trial_workers(cpus)  # the first study's actors would wait for them anyway
+    if _warm_dir:
+        warm.wait_until_warm(_warm_dir, cpus, timeout_s=60)
     return context
-
-
-def warm_trial_workers(count: int, timeout_s: float = 60) -> set[int]:
-    """On the cluster start_local started: prestart `count` trial workers, wait until they are
-    warm, and return their process ids (none if the cluster is not ours, Ray is not the version
-    tune.ray_internals was written for, or Ray refused)."""
-    if _warm_dir is None:
-        return set()
-    already = warm.warmed_pids(_warm_dir)
-    if not warm.prestart(count):
-        return set()
-    return warm.wait_until_warm(_warm_dir, already, count, timeout_s)
 
 
 def warmed_workers() -> set[int]:

@@ -29,7 +29,6 @@ import sys
 
 WRITTEN_FOR = "2.60.0"
 SINGLE_MACHINE_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-PYTHON = 0  # in the raylet's Language enum
 
 log = logging.getLogger(__name__)
 
@@ -71,42 +70,29 @@ def dashboard_dependency_error() -> ImportError | None:
     return get_dashboard_dependency_error()
 
 
-def init_options(preload_modules: list[str], quiet: bool) -> dict:
-    """Private `ray.init` options: every worker imports `preload_modules` before it accepts work;
-    `quiet`: no process spends CPU on metrics and task events (they feed only the dashboard)."""
+def init_options(preload_modules: list[str], keep_idle_s: int, quiet: bool) -> dict:
+    """Private `ray.init` options: every worker imports `preload_modules` before it accepts work, and
+    an idle worker is kept `keep_idle_s` (Ray's default, 1 s, can end the workers Ray starts with
+    the cluster while they still import); `quiet`: no process spends CPU on metrics and task events
+    (they feed only the dashboard)."""
     if not available():
         return {}
     quiet_config = {"enable_metrics_collection": False, "task_events_report_interval_ms": 0} if quiet else {}
-    return {"_system_config": {"preload_python_modules": preload_modules, **quiet_config}}
+    return {"_system_config": {"preload_python_modules": preload_modules,
+                               "idle_worker_killing_time_threshold_ms": keep_idle_s * 1000, **quiet_config}}
 
 
-def trial_actor_env_vars() -> dict[str, str]:
-    """The environment variables Ray Tune gives its trial actors (their runtime environment)."""
+def trial_actors_take_prestarted_workers() -> dict[str, str]:
+    """Make Ray Tune ask for no runtime environment for its trial actors, so that they take the idle
+    workers Ray starts with the cluster (one per CPU) instead of new ones; returns the environment
+    variables Tune would have given them (ray.tune.execution.class_cache), which the caller gives
+    every worker of its cluster instead."""
     from ray.tune.execution import class_cache
 
     propagated = {name: os.environ[name] for name in class_cache.ENV_VARS_TO_PROPAGATE if name in os.environ}
-    return {**class_cache.DEFAULT_ENV_VARS, **propagated}
-
-
-def prestart_workers(count: int, env_vars: dict[str, str], keep_alive_s: int) -> None:
-    """Ask the raylet of this driver's node for `count` idle Python workers started with `env_vars`
-    (so that actors with that runtime environment take them); raises if it cannot be asked."""
-    import ray
-    from ray._private.grpc_utils import init_grpc_channel
-    from ray._private.utils import get_runtime_env_info
-    from ray.core.generated import node_manager_pb2, node_manager_pb2_grpc
-    from ray.runtime_env import RuntimeEnv
-
-    node = ray._private.worker.global_worker.node
-    channel = init_grpc_channel(f"{node.node_ip_address}:{node.node_manager_port}")
-    request = node_manager_pb2.PrestartWorkersRequest(
-        language=PYTHON,
-        job_id=bytes.fromhex(ray.get_runtime_context().get_job_id()),
-        runtime_env_info=get_runtime_env_info(RuntimeEnv(env_vars=env_vars)),
-        num_workers=count,
-        keep_alive_duration_secs=keep_alive_s,
-    )
-    node_manager_pb2_grpc.NodeManagerServiceStub(channel).PrestartWorkers(request, timeout=10)
+    env_vars = {**class_cache.DEFAULT_ENV_VARS, **propagated}
+    class_cache.DEFAULT_ENV_VARS, class_cache.ENV_VARS_TO_PROPAGATE = {}, set()
+    return env_vars
 
 
 def import_trial_actor_modules() -> None:

@@ -24,7 +24,7 @@ import ray
 import torch
 from ray import tune as ray_tune
 
-from tune.loop import train, train_population
+from tune.loop import train_population
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -62,7 +62,7 @@ def load_state(checkpoint: ray_tune.Checkpoint | None) -> dict | None:
 
 
 def run_trial(config: dict, datasets: dict) -> None:
-    """A tuning trial (one run), or a final group (config["seeds"]: one member per seed, one population)."""
+    """A tuning trial (a population of one), or a final group (config["seeds"]: one member per seed)."""
     torch.set_num_threads(1)
     for module in config.get("imports", ()):  # they register optimizers defined outside optim/
         importlib.import_module(module)
@@ -74,7 +74,8 @@ def run_trial(config: dict, datasets: dict) -> None:
     report_epochs = set(config.get("report_epochs") or range(config["epochs"] + 1))
     history, best = [], {}
 
-    def report(metrics: dict, get_state) -> None:
+    def report(rows: list[dict], get_state) -> None:
+        metrics = rows[0]
         history.append(metrics)
         if metrics["epoch"] > 0:
             best.update(best_so_far(best, metrics))
@@ -86,7 +87,7 @@ def run_trial(config: dict, datasets: dict) -> None:
         # a finished trial is never resumed
         report_with_checkpoint(result, get_state() if config.get("checkpoint", True) and not last else None)
 
-    train(config, data, report, restored_state())
+    train_population([config], data, report, restored_state())
 
 
 def run_population(config: dict, data: dict, node: dict) -> None:
