@@ -100,11 +100,11 @@ def run_on(cluster, *args, env=None, timeout=900):
 
 
 def test_trials_run_on_both_nodes_and_results_load(cluster, tmp_path):
-    result = run_on(cluster, "--smoke", "--experiments", "cgi", "--num-samples", "8", "--output", tmp_path, "--name", "two")
+    result = run_on(cluster, "--smoke", "--experiments", "cgi", "--num-samples", "16", "--output", tmp_path, "--name", "two")
     assert result.returncode == 0, result.stderr[-3000:]
     trials = pd.read_parquet(tmp_path / "two" / "trials.parquet")
     assert trials["node_id"].nunique() == 2, result.stdout[-2000:] + result.stderr[-3000:]
-    assert (trials[trials["phase"] == "tune"].groupby("study").size() == 8).all()
+    assert (trials[trials["phase"] == "tune"].groupby("study").size() == 16).all()
     assert (tmp_path / "two" / "report.md").exists()
 
 
