@@ -1,4 +1,5 @@
 """Start a quiet local Ray, or connect to an existing cluster and check it can run the job."""
+import contextlib
 import importlib
 import logging
 import os
@@ -56,17 +57,19 @@ def start_local(cpus: int, dashboard: bool = False):
     # a runtime environment, whose hash would keep the workers Ray starts with the cluster from
     # taking trials (tune.warm).
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    internals = ray_internals.available()
     global _warm_dir
-    _warm_dir = warm.new_ready_dir() if ray_internals.available() else None
+    _warm_dir = warm.new_ready_dir() if internals else None
     worker_environment = {**ray_internals.trial_actors_take_prestarted_workers(),
-                          warm.READY_DIR_VARIABLE: str(_warm_dir)} if _warm_dir else {}
+                          warm.READY_DIR_VARIABLE: str(_warm_dir)} if internals else {}
     os.environ.update(worker_environment)  # the raylet, and so every worker, inherits them
+    quiet = not dashboard
     try:
-        with keeping_signal_handlers():
+        with keeping_signal_handlers(), (ray_internals.no_helper_processes() if internals and quiet
+                                         else contextlib.nullcontext()):
             context = ray.init(address="local", num_cpus=cpus, include_dashboard=dashboard, log_to_driver=False,
                                logging_level=logging.ERROR,
-                               **ray_internals.init_options([warm.PRELOAD_MODULE], warm.KEEP_IDLE_S,
-                                                               quiet=not dashboard))
+                               **ray_internals.init_options([warm.PRELOAD_MODULE], warm.KEEP_IDLE_S, quiet))
     finally:
         for name in worker_environment:
             del os.environ[name]

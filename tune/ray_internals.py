@@ -4,11 +4,12 @@ They were written for Ray WRITTEN_FOR (requirements.txt pins it). On any other v
 `available()` is False, ONE warning says what is off, and the project falls back to Ray's public
 behaviour (the functions used only for warm workers are called only when `available()`):
 
-- warm trial workers (tune.warm): `ray.init`'s `_system_config` (`preload_python_modules`),
-  the raylet's PrestartWorkers gRPC call, the environment Ray Tune gives its trial actors
+- warm trial workers (tune.warm): `ray.init`'s `_system_config` (`preload_python_modules`, how
+  long idle workers live), the environment Ray Tune gives its trial actors
   (ray.tune.execution.class_cache) and what a trial actor imports -> off: each trial worker
-  imports torch and Ray Tune when its first trial starts, about 3 s more per worker;
-- the quiet cluster (`_system_config`: no metrics, no task events) -> off: Ray's defaults;
+  imports torch and Ray Tune when its first trial starts, about 2.5 s more per worker;
+- the quiet cluster (`_system_config`: no metrics, no task events; no dashboard process unless
+  --dashboard, `ray._private.node.Node`) -> off: Ray's defaults, about 1 s longer to start;
 - the early --dashboard check (ray._private.utils) -> off: Ray reports missing dashboard
   packages itself, after it started;
 - loopback only: Ray binds every service to 127.0.0.1 when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
@@ -22,6 +23,7 @@ behaviour (the functions used only for warm workers are called only when `availa
 Ray Tune's searcher and scheduler (tune.study: StudyRouter, PatientASHA) use public interfaces
 only (Searcher, ConcurrencyLimiter, FIFOScheduler, TrialScheduler): they work on every version.
 """
+import contextlib
 import functools
 import logging
 import os
@@ -80,6 +82,26 @@ def init_options(preload_modules: list[str], keep_idle_s: int, quiet: bool) -> d
     quiet_config = {"enable_metrics_collection": False, "task_events_report_interval_ms": 0} if quiet else {}
     return {"_system_config": {"preload_python_modules": preload_modules,
                                "idle_worker_killing_time_threshold_ms": keep_idle_s * 1000, **quiet_config}}
+
+
+@contextlib.contextmanager
+def no_helper_processes():
+    """While in effect, a Ray this process starts has no dashboard, autoscaler monitor or log monitor
+    process. With include_dashboard=False Ray still starts a dashboard (for usage statistics only)
+    and waits for it, about 1 s, before it starts the raylet; the monitors watch for an autoscaler
+    and forward workers' output to the driver (off: log_to_driver=False). Nothing here uses them,
+    and their start-up competes with the first workers' for CPU."""
+    from ray._private.node import Node
+
+    skipped = ("start_api_server", "start_monitor", "start_log_monitor")
+    originals = {name: getattr(Node, name) for name in skipped}
+    for name in skipped:
+        setattr(Node, name, lambda self, **kwargs: None)
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(Node, name, original)
 
 
 def trial_actors_take_prestarted_workers() -> dict[str, str]:
