@@ -5,7 +5,10 @@ processes share one Optuna JournalStorage file; each study (adam, then cgi) gets
 trials of 25 epochs from a seeded TPE sampler per worker and a MedianPruner, with the spec's search
 spaces (tune.space.to_optuna) and objective (ExperimentSpec.objective: the best validation loss so
 far), reported every epoch; then each study's best config is trained over the spec's 10 paired
-seeds for 50 epochs in a two-process pool. Both use the project's own train loop and data.
+seeds for 50 epochs in a two-process pool. The peer trains with the project's data and
+`tune.loop.train`, the plain PyTorch loop (autograd, the optimizer's torch.optim wrapper) a user's
+script would have; run_all.py trains every trial through `tune.loop.train_population` (a tuning
+trial as a population of one, the final runs as one population per study).
 
 Each side is timed from process start to exit: the peer as `optuna_peer.py --peer-only`, ours as
 `run_all.py OURS_ARGS --output <tmp>`. The last line printed is

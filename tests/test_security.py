@@ -4,6 +4,7 @@ is refused and never run."""
 import pathlib
 import pickle
 
+import psutil
 import pytest
 from ray import tune as ray_tune
 
@@ -22,7 +23,9 @@ def test_local_ray_listens_on_loopback_only(ray_session):
 
 
 def test_no_dashboard_unless_asked(ray_session):
-    assert ray_session.dashboard_url == ""
+    assert not ray_session.dashboard_url
+    commands = [" ".join(process.cmdline()) for process in psutil.Process().children(recursive=True)]
+    assert not [command for command in commands if "dashboard/dashboard.py" in command]
 
 
 class Planted:

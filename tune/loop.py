@@ -1,4 +1,4 @@
-"""The one train loop every study and final run goes through. It knows nothing of Ray.
+"""The train loop every trial goes through, tuning or final. It knows nothing of Ray.
 
 A run is a flat config dict:
     optimizer   registry name (optim.REGISTRY)
@@ -11,8 +11,11 @@ A run is a flat config dict:
     eval_test   also evaluate the test split each epoch (final runs only; tuning never sees it)
     eval_initial  first report epoch 0: the metrics at initialisation, before any step
 
-`train` trains one config; `train_population` trains several that differ only in seed, lr and the
-optimizer's hyperparameters as one stacked model, each member exactly as `train` would.
+`train_population` trains configs that differ only in seed, lr and the optimizer's hyperparameters as
+one stacked model with an explicit backward: every trial runs it (a tuning trial is a population of
+one, 0.6x the CPU of `train` for Adam; a final group has one member per paired seed). `train` trains
+one config the plain PyTorch way (autograd and the optimizer's torch.optim wrapper): the reference
+that each member must match, and what a user's own script would run.
 """
 import functools
 import math

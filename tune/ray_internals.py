@@ -8,8 +8,9 @@ behaviour (the functions used only for warm workers are called only when `availa
   long idle workers live), the environment Ray Tune gives its trial actors
   (ray.tune.execution.class_cache) and what a trial actor imports -> off: each trial worker
   imports torch and Ray Tune when its first trial starts, about 2.5 s more per worker;
-- the quiet cluster (`_system_config`: no metrics, no task events; no dashboard process unless
-  --dashboard, `ray._private.node.Node`) -> off: Ray's defaults, about 1 s longer to start;
+- the quiet cluster (`_system_config`: no metrics, no task events; unless --dashboard, no
+  dashboard, autoscaler monitor or log monitor process, `ray._private.node.Node`) -> off: Ray's
+  defaults, about 1.5 s longer to start;
 - the early --dashboard check (ray._private.utils) -> off: Ray reports missing dashboard
   packages itself, after it started;
 - loopback only: Ray binds every service to 127.0.0.1 when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
