@@ -12,7 +12,7 @@ from tune.pipeline import run_experiments
 from tune.plan import asha_milestones, plan_run
 from tune.run_folder import DONE_FILE, INTERRUPTED, RESULTS_FOLDER, TRIALS_FOLDER
 from tune.space import to_optuna, to_tune, validate_space
-from tune.study import PatientASHA
+from tune.study import PatientASHA, StudyRouter, final_cost
 
 LR = {"type": "loguniform", "low": 1e-4, "high": 1e-1}
 TUNING = {"num_samples": 4, "epochs": 3, "grace_period": 1, "reduction_factor": 2, "concurrency": 1, "repeats": 2}
@@ -177,3 +177,15 @@ def test_space_conversion_keeps_int_bounds_inclusive():
 def test_bad_spaces_raise(bad):
     with pytest.raises(ValueError):
         validate_space(bad)
+
+
+def test_waiting_final_runs_start_costliest_first():
+    """lrg's populations (2.5x Adam's step) before Adam's, and more seeds before fewer."""
+    few, many = (small_spec(name, {"adam": {"lr": LR}, "lrg": {"lr": LR}}, {**TUNING, "repeats": 1},
+                            {"epochs": 2, "seeds": seeds}) for name, seeds in (("few", 3), ("many", 5)))
+    plan = plan_run([few, many], 0)
+    router = StudyRouter(plan, {study.name: {"lr": 1e-3} for study in plan.studies}, lambda *args: None, set())
+    handed_out = [router.suggest(f"trial{index}") for index in range(router.final_trials())]
+    costs = [final_cost(config) for config in handed_out]
+    assert costs == sorted(costs, reverse=True)
+    assert handed_out[0]["optimizer"] == "lrg" and len(handed_out[0]["seeds"]) == 5

@@ -4,7 +4,8 @@
   behind its own ConcurrencyLimiter: a study never has more than `tuning.concurrency` trials
   running, however many CPUs there are, so TPE sees the same experiment on 2 cores or 200; more
   CPUs run more studies at once. When a study's last trial ends, its best config is recorded
-  and its final runs are handed out next, while other studies still tune.
+  and its final runs are handed out next, while other studies still tune; of the final runs
+  waiting, the costliest first, so that no long one is left running alone at the end.
 - `StudySchedulers` (a TrialScheduler) keeps one patient ASHA per study, and none for final runs.
 
 One Tune run pays Ray Tune's fixed costs (start-up, new trial workers) once, not once per study.
@@ -22,6 +23,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+import optim
 from tune.plan import Plan, Study, asha_milestones
 from tune.run_folder import TRIALS_FOLDER, trial_name
 from tune.space import to_optuna
@@ -56,6 +58,12 @@ class PatientASHA:
             cutoff = np.nanpercentile(earlier, (1 - 1 / self.rf) * 100)
             return TrialScheduler.STOP if not value >= cutoff else TrialScheduler.CONTINUE
         return TrialScheduler.CONTINUE
+
+
+def final_cost(config: dict) -> float:
+    """A final group's expected cost: members x epochs x its optimizer's step time budget relative to
+    Adam's (optim.OptimInfo.step_time_target)."""
+    return len(config["seeds"]) * config["epochs"] * optim.optimizer_info(config["optimizer"]).step_time_target
 
 
 class StudySchedulers(FIFOScheduler):
@@ -114,7 +122,8 @@ class StudyRouter(Searcher):
                 self.params[trial_id] = params
                 return study.trial_config(params)
         if self.pending_runs:
-            return self.pending_runs.pop(0)
+            # longest first, so that no long population is left running alone at the end
+            return self.pending_runs.pop(self.pending_runs.index(max(self.pending_runs, key=final_cost)))
         if not self.finals and all(self.issued[s.name] == s.budget.num_samples for s in self.studies):
             return Searcher.FINISHED
         return None  # wait for a study's trial to end
