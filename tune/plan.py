@@ -18,9 +18,9 @@ FINAL_REPORT_EVERY = 10  # epochs between a final run's reports (and checkpoints
 # For the time estimate of a plan, measured in the default run on the 2-core reference machine
 # (2026-12-01, README): CPU seconds per tuning epoch, overheads included; the share of the tuning
 # epochs ASHA lets trials train; CPU seconds per epoch of one member of a final population.
-TUNING_EPOCH_CPU_S = 0.063
-ASHA_SHARE = 0.35
-FINAL_MEMBER_EPOCH_CPU_S = 0.03
+TUNING_EPOCH_CPU_S = 0.044
+ASHA_SHARE = 0.39
+FINAL_MEMBER_EPOCH_CPU_S = 0.027
 RUN_FIXED_S = 20  # starting Ray and warm workers, writing the report
 
 
