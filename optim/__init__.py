@@ -95,8 +95,8 @@ def optimizer_info(name: str) -> OptimInfo:
     return REGISTRY[name]
 
 
-def build_optimizer(name: str, params, lr: float, **hparams: Any) -> torch.optim.Optimizer:
-    """The optimizer `name` over `params` with learning rate `lr`; Adam at torch defaults underneath."""
+def known_hparams(name: str, hparams: dict[str, Any]) -> OptimInfo:
+    """The record of `name`, or ValueError naming any of `hparams` it does not have."""
     info = optimizer_info(name)
     unknown = sorted(set(hparams) - set(info.hparams))
     if unknown:
@@ -104,6 +104,12 @@ def build_optimizer(name: str, params, lr: float, **hparams: Any) -> torch.optim
         raise ValueError(
             f"Unknown hyperparameter(s) for {name!r}: {', '.join(unknown)} (expected: {expected})"
         )
+    return info
+
+
+def build_optimizer(name: str, params, lr: float, **hparams: Any) -> torch.optim.Optimizer:
+    """The optimizer `name` over `params` with learning rate `lr`; Adam at torch defaults underneath."""
+    info = known_hparams(name, hparams)
     # A numpy lr (as tuners may pass) would make the checkpoint unloadable with weights_only=True.
     lr = lr if isinstance(lr, torch.Tensor) else float(lr)
     return info.optimizer(params, lr=lr, **hparams)
@@ -124,9 +130,10 @@ def validated_member(name: str, lr: float, hparams: dict[str, Any]) -> dict[str,
     """One member's hyperparameters, checked and normalised by the optimizer's own `validate_hparams`, as a
     single run's are. No optimizer is built: a process's first torch optimizer imports torch's compiler
     stack (1.5 s), which no population needs."""
+    info = known_hparams(name, hparams)
     if not float(lr) >= 0:
         raise ValueError(f"Invalid learning rate: {lr}")
-    return optimizer_info(name).validated(hparams)
+    return info.validated(hparams)
 
 
 __all__ = [

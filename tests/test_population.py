@@ -176,3 +176,11 @@ def test_a_population_whose_every_member_diverges_ends_as_train_does(data):
         assert [(row["epoch"], row["diverged"]) for row in history] == \
             [(row["epoch"], row["diverged"]) for row in train({**config, "seed": seed}, data)]
         assert history[-1]["test_loss"] == math.inf
+
+
+def test_a_member_with_an_unknown_hyperparameter_or_a_negative_lr_is_refused():
+    params = [torch.zeros(2, 3, 4)]
+    with pytest.raises(ValueError, match="Unknown hyperparameter.*bogus"):
+        optim.build_population("cgi", params, [1e-3, 1e-3], [{}, {"bogus": 1}])
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        optim.build_population("adam", params, [1e-3, -1.0], [{}, {}])
