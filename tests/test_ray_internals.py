@@ -5,13 +5,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import ray
 
 from conftest import ROOT
 from tune import cluster, ray_internals
 from tune.run_folder import RESULTS_FOLDER
-from tune.warm import READY_DIR_VARIABLE
+from tune.warm import READY_DIR_PREFIX, READY_DIR_VARIABLE
 
 RUN_AND_SHOW_WORKERS = """
 import json, runpy, sys
@@ -77,3 +79,15 @@ def test_preloading_a_trial_worker_imports_and_trains_nothing(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ray.tune", "tune.trainable"]  # what a first trial would import
     assert len(list(tmp_path.iterdir())) == 1  # it checked in as warm
+
+
+def test_the_warm_workers_folder_goes_when_the_run_ends():
+    """exit_now ends a run with os._exit, which skips atexit: the temporary folder must still go."""
+    script = ("from tune import cluster, ending\n"
+              "cluster.start_local(1)\n"
+              "print(len(cluster.warmed_workers()), flush=True)\n"
+              "ending.exit_now(0)\n")
+    before = set(Path(tempfile.gettempdir()).glob(f"{READY_DIR_PREFIX}*"))
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["1"], done.stdout + done.stderr[-2000:]
+    assert set(Path(tempfile.gettempdir()).glob(f"{READY_DIR_PREFIX}*")) - before == set()

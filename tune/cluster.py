@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from tune import ray_internals, warm
-from tune.ending import keeping_signal_handlers
+from tune.ending import keeping_signal_handlers, remove_at_exit
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("optim", "models", "tune")
@@ -60,6 +60,8 @@ def start_local(cpus: int, dashboard: bool = False):
     internals = ray_internals.available()
     global _warm_dir
     _warm_dir = warm.new_ready_dir() if internals else None
+    if _warm_dir:
+        remove_at_exit(_warm_dir)
     worker_environment = {**ray_internals.trial_actors_take_prestarted_workers(),
                           warm.READY_DIR_VARIABLE: str(_warm_dir)} if internals else {}
     os.environ.update(worker_environment)  # the raylet, and so every worker, inherits them

@@ -8,7 +8,9 @@ A KeyboardInterrupt is not enough: Ray Tune's threads keep a normal exit waiting
 inside Ray's code can be swallowed there (seen: a run that went on to finish after Ctrl-C). Ray's
 own SIGTERM handler in the driver aborts with a C++ stack dump; ours replaces it.
 """
+import atexit
 import os
+import shutil
 import signal
 import sys
 from contextlib import contextmanager
@@ -21,6 +23,13 @@ EXIT_WRITE_FAILED = 75  # EX_TEMPFAIL: a write to the run folder failed (full di
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 _resume_command = ""
+_folders_to_remove: list[str] = []
+
+
+def remove_at_exit(folder) -> None:
+    """Remove `folder` when this process exits, normally or through exit_now (whose os._exit skips atexit)."""
+    _folders_to_remove.append(str(folder))
+    atexit.register(shutil.rmtree, str(folder), True)
 
 
 def end_run(code: int, reason: str):
@@ -39,6 +48,8 @@ def exit_now(code: int):
     try:
         _silence_terminal()  # Ray's threads in this process log from C++ as its cluster goes away
         stop_started_processes()
+        for folder in _folders_to_remove:
+            shutil.rmtree(folder, ignore_errors=True)
     finally:
         os._exit(code)
 

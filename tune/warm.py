@@ -17,22 +17,19 @@ its first trial.
 Both rely on Ray internals (tune.ray_internals): on another Ray version trials still run, only
 slower.
 """
-import atexit
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 READY_DIR_VARIABLE = "MNIST1D_TUNE_WARM_DIR"  # each warmed worker leaves a file named by its pid there
+READY_DIR_PREFIX = "mnist1d-tune-warm-"
 PRELOAD_MODULE = "tune.preload"
 KEEP_IDLE_S = 600
 
 
 def new_ready_dir() -> Path:
-    """A folder for the warmed workers to check in, removed when this process exits."""
-    ready_dir = Path(tempfile.mkdtemp(prefix="mnist1d-tune-warm-"))
-    atexit.register(shutil.rmtree, ready_dir, True)
-    return ready_dir
+    """A new temporary folder for the warmed workers to check in."""
+    return Path(tempfile.mkdtemp(prefix=READY_DIR_PREFIX))
 
 
 def warmed_pids(ready_dir: Path) -> set[int]:
