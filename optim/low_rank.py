@@ -168,10 +168,8 @@ def _filtered_projections(
         everyone = len(pending) == count
         index = None if everyone else torch.tensor(pending)
         take = (lambda tensor: tensor) if everyone else (lambda tensor: tensor[index])
-        # One degree for all: a member filtered beyond its own degree is only closer, and is checked as
-        # any; filtering members of different degrees apart cost more than the extra degrees.
-        degree = max(degrees[member] for member in pending)
-        ritz = _ritz_pairs(take(a), _chebyshev_basis(take(double_x), take(basis), take(x_basis), degree))
+        ritz = _ritz_pairs(take(a), _chebyshev_bases(take(double_x), take(basis), take(x_basis),
+                                                     [degrees[member] for member in pending]))
         if everyone:
             vectors, values, right = ritz[:3]
         else:
@@ -264,6 +262,18 @@ def _ritz_pairs(a: torch.Tensor, basis: torch.Tensor):
     right = _mm(coords.mT, rotation)  # Aᵀ y_i
     residuals = torch.linalg.vector_norm(_addmm(vectors * values.unsqueeze(-2), a, right, beta=-1, in_place=True), dim=-2)
     return vectors, values, right, residuals
+
+
+def _chebyshev_bases(double_x: torch.Tensor, basis: torch.Tensor, x_basis: torch.Tensor,
+                     degrees: list[int]) -> torch.Tensor:
+    """_chebyshev_basis of each matrix, those of one degree together."""
+    if len(set(degrees)) == 1:
+        return _chebyshev_basis(double_x, basis, x_basis, degrees[0])
+    result = torch.empty(basis.shape, dtype=torch.float64)
+    for degree in sorted(set(degrees)):
+        index = torch.tensor([member for member, member_degree in enumerate(degrees) if member_degree == degree])
+        result[index] = _chebyshev_basis(double_x[index], basis[index], x_basis[index], degree)
+    return result
 
 
 def _chebyshev_basis(
