@@ -35,6 +35,11 @@ FLOAT64_EIGH_MAX_ROWS = 96
 # Extra eigenvectors refined alongside the wanted ones, so that a wanted direction needs to be told apart
 # precisely only from directions outside this larger set, with a wider gap.
 OVERSAMPLING = 10
+# The refined route is taken only when the span it refines is at most this share of the rows. With a
+# wider span, on the MLP's 100 x 100 and 124 x 124 gradients, its check failed on most calls (svd's
+# 100 x 100 layer at ranks 60-72: every call), each then paying the exact SVD on top; the float64
+# `eigh` costs about what the refined route does there and passes.
+REFINED_MAX_SPAN_SHARE = 0.25
 # The subspace-iteration route (_filtered_projection) handles wide matrices with at least
 # FILTERED_MIN_ROWS rows (measured crossover with the float64 `eigh` is about 70) when its subspace, the
 # wanted vectors plus SUBSPACE_OVERSAMPLING, fills at most half of them.
@@ -95,7 +100,8 @@ def fast_route(rows: int, rank: int, dtype: torch.dtype) -> str:
     """Which fast route low_rank_approximation takes for a wide matrix with `rows` rows."""
     if FILTERED_MIN_ROWS <= rows and 2 * (rank + SUBSPACE_OVERSAMPLING) <= rows:
         return "filtered"
-    if rows <= FLOAT64_EIGH_MAX_ROWS or dtype == torch.float64:
+    span = min(rank, rows - rank) + OVERSAMPLING
+    if rows <= FLOAT64_EIGH_MAX_ROWS or dtype == torch.float64 or span > REFINED_MAX_SPAN_SHARE * rows:
         return "float64"
     return "refined"
 

@@ -372,16 +372,17 @@ def test_low_rank_approximation_matches_exact_truncated_svd():
 
 
 def test_low_rank_approximation_is_accurate_where_a_fast_route_alone_would_miss():
-    # Past its numerical rank this matrix's float32 Gram eigenvectors are noise; at a cut between equal
-    # singular values the truncation is not unique and a route would pick any one. Without the error
-    # check (tolerance=inf) each case misses; with it, the exact SVD is used.
+    # Inside a cluster of singular values equal to 1e-5 relative, float32 Gram eigenvectors are mixed (the
+    # refined route); at a cut between equal singular values the truncation is not unique and a route
+    # would pick any one. Without the error check (tolerance=inf) each case misses; with it, the exact
+    # SVD is used.
     generator = torch.Generator().manual_seed(0)
     u, _ = torch.linalg.qr(torch.randn(20, 20, generator=generator, dtype=torch.float64))
     v, _ = torch.linalg.qr(torch.randn(30, 20, generator=generator, dtype=torch.float64))
     equal_few_rows = u @ torch.diag(torch.tensor([3.0, 2.0, 1.0, 1.0] + [0.5] * 16, dtype=torch.float64)) @ v.T
     equal_many_rows = matrix_with_singular_values(
         torch.cat([torch.linspace(4, 2, 9), torch.ones(2), torch.linspace(0.5, 0.01, 113)]))  # σ_10 = σ_11
-    cases = [(sample_matrices()["low rank plus noise"], 60), (equal_few_rows, 3), (equal_many_rows, 10)]
+    cases = [(sample_matrices()["clustered spectrum"], 110), (equal_few_rows, 3), (equal_many_rows, 10)]
     for matrix, rank in cases:
         reference = truncated_svd(matrix, rank)
         assert relative_error(low_rank_approximation(matrix, rank, tolerance=math.inf), reference) > 1e-4
