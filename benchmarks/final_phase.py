@@ -77,11 +77,11 @@ def run_finals(plan: Plan, groups: list, best: dict, datasets: dict, folder: Pat
     if per_seed:
         groups = [replace(group, name=f"{group.name}/s{seed}", seeds=[seed]) for group in groups for seed in group.seeds]
     part = Plan(studies=[], finals=groups, datasets=plan.datasets)
-    router = tune_study.StudyRouter(part, best, on_study_done=None, finals_done=set())
+    router = tune_study.StudyRouter(part, best, on_study_done=None, finals_done=set(), cpus=tune_study.cluster_cpus())
     folder.mkdir(parents=True)
     tune_study.trainable = one_trial_per_seed if per_seed else trainable
     started = time.perf_counter()
-    tune_study.run_trials(part, folder, datasets, router, [ResultLog(folder), FinalsDone(folder, DoneRecord(folder))])
+    tune_study.run_trials(part, folder, datasets, router, [ResultLog(folder), FinalsDone(folder, DoneRecord(folder), part)])
     elapsed = time.perf_counter() - started
     tune_study.trainable = trainable
     finished = len(read_json(folder / DONE_FILE, {"finals": {}})["finals"])

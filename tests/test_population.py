@@ -58,6 +58,18 @@ def test_each_member_trains_exactly_as_its_single_run(name, data):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_a_member_trains_the_same_whoever_shares_its_population(name, data):
+    """Final groups are split into more populations on more CPUs (tune.plan.chunks_per_group): a
+    member's run must not depend on that, to the last bit."""
+    member = member_configs(name, epochs=2)[2]
+    mates = [{**member, "seed": seed, "lr": lr} for seed, lr in SEEDS_AND_LRS[:2]]  # batched with it (same rank)
+    runs = [train_population([*mates, member], data)[2], train_population([member], data)[0],
+            train_population([mates[1], member], data)[1]]
+    without_time = [[{key: value for key, value in row.items() if key != "epoch_time"} for row in run] for run in runs]
+    assert without_time[0] == without_time[1] == without_time[2]
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_a_diverging_member_stops_as_in_train_and_the_others_go_on(name, data):
     configs = member_configs(name, epochs=3)
     configs[1]["lr"] = 1e30

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+from ray.tune.search import Searcher
 
 from analysis.load import CURVE_COLUMNS, curves_from_run_folders, trials_from_curves
 from tune.experiments import from_dict
@@ -189,3 +190,32 @@ def test_waiting_final_runs_start_costliest_first():
     costs = [final_cost(config) for config in handed_out]
     assert costs == sorted(costs, reverse=True)
     assert handed_out[0]["optimizer"] == "lrg" and len(handed_out[0]["seeds"]) == 5
+
+
+def test_final_groups_are_split_into_chunks_of_seeds_only_where_cpus_outnumber_them():
+    spec = small_spec("split", {"adam": {"lr": LR}, "lrg": {"lr": LR}}, {**TUNING, "repeats": 1},
+                      {"epochs": 2, "seeds": 5})
+    plan = plan_run([spec], 0)  # two final groups of five seeds
+    best = {study.name: {"lr": 1e-3} for study in plan.studies}
+    for cpus, sizes in ((3, [5, 5]), (4, [3, 2, 3, 2]), (64, [1] * 10)):
+        router = StudyRouter(plan, best, lambda *args: None, set(), cpus)
+        handed_out = [router.suggest(f"trial{index}") for index in range(router.final_trials())]
+        assert router.suggest("one more") == Searcher.FINISHED
+        assert sorted(len(config["seeds"]) for config in handed_out) == sorted(sizes)
+        for group in plan.finals:
+            chunks = [config["seeds"] for config in handed_out if config["study"] == group.name]
+            assert sorted(seed for seeds in chunks for seed in seeds) == group.seeds == [1, 2, 3, 4, 5]
+
+
+def test_final_groups_split_over_more_cpus_are_recorded_done_once_all_their_trials_end(ray_session, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setattr("tune.pipeline.cluster_cpus", lambda: 4)  # as on a 4-CPU cluster: two trials per group
+    spec = small_spec("split", {"adam": {"lr": LR}, "cgi": {"lr": LR}}, {**TUNING, "num_samples": 2, "repeats": 1},
+                      {"epochs": 2, "seeds": 3})
+    _, unfinished = run_experiments([spec], tmp_path, seed=0)
+    assert unfinished == []
+    finals = json.loads((tmp_path / DONE_FILE).read_text())["finals"]
+    assert sorted(finals) == ["split/adam/r0", "split/cgi/r0"]
+    assert all(len(group["trials"]) == 2 for group in finals.values())
+    final = curves_from_run_folders(tmp_path).query("phase == 'final'")
+    assert final.groupby(["optimizer", "seed"])["epoch"].apply(sorted).tolist() == [[0, 1, 2]] * 6

@@ -25,7 +25,7 @@ from tune.plan import Plan, Study, plan_run
 from tune.progress import Progress
 from tune.run_folder import (BEST_FILE, DONE_FILE, INTERRUPTED, RESULTS_FOLDER, TRIALS_FOLDER, read_json, trial_name,
                              write_json)
-from tune.study import MAX_FAILURES, StudyRouter, run_trials
+from tune.study import MAX_FAILURES, StudyRouter, cluster_cpus, run_trials
 
 
 class DoneRecord:
@@ -101,18 +101,24 @@ def require_on_disk(run_dir: Path, trial_id: str, config: dict, last_epoch: int 
 
 
 class FinalsDone(ray_tune.Callback):
-    """Records a final group in done.json once its trial (one population of its seeds) has ended
-    with every epoch of every seed on disk. A trial given up after its retries is not recorded:
-    the run then ends incomplete, and --resume tries the group again."""
+    """Records a final group in done.json once its trials (one population per chunk of its seeds)
+    have all ended with every epoch of every seed on disk. A trial given up after its retries is not
+    recorded: the run then ends incomplete, and --resume tries the whole group again."""
 
-    def __init__(self, run_dir: Path, done: DoneRecord):
+    def __init__(self, run_dir: Path, done: DoneRecord, plan: Plan):
         self.run_dir, self.done = Path(run_dir), done
+        self.group_seeds = {group.name: set(group.seeds) for group in plan.finals}
+        self.ended: dict[str, dict[str, list]] = {}  # group name -> trial id -> its seeds
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if trial.config.get("phase") == "final":
             require_on_disk(self.run_dir, trial.trial_id, trial.config)
-            with ending_on_write_failure(self.run_dir):
-                self.done.final_done(trial.config["study"], [trial.trial_id])
+            name = trial.config["study"]
+            ended = self.ended.setdefault(name, {})
+            ended[trial.trial_id] = trial.config["seeds"]
+            if {seed for seeds in ended.values() for seed in seeds} == self.group_seeds[name]:
+                with ending_on_write_failure(self.run_dir):
+                    self.done.final_done(name, sorted(ended))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         print(f"warning: trial {trial.trial_id} ({trial.config.get('study')}) failed {MAX_FAILURES + 1} times "
@@ -167,11 +173,11 @@ def run_experiments(specs: list[ExperimentSpec], run_dir: Path, seed: int) -> tu
             done.study_done(study, best_config, sorted(results))
             write_best(run_dir, specs, plan, done)
 
-    router = StudyRouter(plan, best, study_done, set(done.value["finals"]))
+    router = StudyRouter(plan, best, study_done, set(done.value["finals"]), cluster_cpus())
     if router.total_trials():
         datasets = {key: as_tensors(load_data(data)) for key, data in plan.datasets.items()}
         progress = Progress(router)
-        run_trials(plan, run_dir, datasets, router, [ResultLog(run_dir), progress, FinalsDone(run_dir, done)])
+        run_trials(plan, run_dir, datasets, router, [ResultLog(run_dir), progress, FinalsDone(run_dir, done, plan)])
     with ending_on_write_failure(run_dir):
         write_best(run_dir, specs, plan, done)
     unfinished = [s.name for s in plan.studies if s.name not in done.value["studies"]] + \

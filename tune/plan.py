@@ -79,10 +79,27 @@ class FinalGroup:
     data: str
     fixed: dict  # the final runs' config without the tuned values and the seed
 
-    def trial_config(self, best: dict) -> dict:
-        """One trial trains every seed of the group, as one population (tune.loop.train_population)."""
-        return {**self.fixed, **best, "seeds": self.seeds, "phase": "final", "study": self.name, "repeat": self.repeat,
-                "experiments": self.experiments, "data": self.data}
+    def trial_configs(self, best: dict, chunks: int = 1) -> list[dict]:
+        """One trial per chunk of the seeds (seed_chunks), each training its seeds as one population
+        (tune.loop.train_population)."""
+        return [{**self.fixed, **best, "seeds": seeds, "phase": "final", "study": self.name, "repeat": self.repeat,
+                 "experiments": self.experiments, "data": self.data} for seeds in seed_chunks(self.seeds, chunks)]
+
+
+def seed_chunks(seeds: list, chunks: int) -> list[list]:
+    """`seeds` in `chunks` contiguous parts whose sizes differ by at most one; fewer parts if there are
+    fewer seeds."""
+    count = max(1, min(chunks, len(seeds)))
+    size, extra = divmod(len(seeds), count)
+    bounds = [index * size + min(index, extra) for index in range(count + 1)]
+    return [seeds[start:end] for start, end in zip(bounds, bounds[1:])]
+
+
+def chunks_per_group(cpus: int, groups: int) -> int:
+    """Trials per final group: one, or where the cluster has more CPUs than final groups, as many as
+    keep every CPU training. A member trains the same in any population (tune.loop.train_population),
+    so the results do not depend on it."""
+    return max(1, cpus // max(1, groups))
 
 
 @dataclass
@@ -99,8 +116,10 @@ class Plan:
         final_epochs = sum(len(group.seeds) * group.fixed["epochs"] for group in self.finals)
         seconds = RUN_FIXED_S + (tuning_epochs * ASHA_SHARE * TUNING_EPOCH_CPU_S + final_epochs * FINAL_MEMBER_EPOCH_CPU_S) / cpus
         experiments = {name for study in self.studies for name in study.experiments}
+        chunks = chunks_per_group(cpus, len(self.finals))
+        populations = sum(len(seed_chunks(group.seeds, chunks)) for group in self.finals)
         return (f"plan: {len(experiments)} experiments, {len(self.studies)} studies, {trials:,} tuning trials, "
-                f"{runs:,} final runs in {len(self.finals)} populations; at most {tuning_epochs + final_epochs:,} "
+                f"{runs:,} final runs in {populations} populations; at most {tuning_epochs + final_epochs:,} "
                 f"epochs; about {_duration(seconds)} on {cpus} CPUs")
 
 

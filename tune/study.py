@@ -4,8 +4,10 @@
   behind its own ConcurrencyLimiter: a study never has more than `tuning.concurrency` trials
   running, however many CPUs there are, so TPE sees the same experiment on 2 cores or 200; more
   CPUs run more studies at once. When a study's last trial ends, its best config is recorded
-  and its final runs are handed out next, while other studies still tune; of the final runs
-  waiting, the costliest first, so that no long one is left running alone at the end.
+  and its final runs are handed out next, while other studies still tune: one population trial
+  per final group, or per chunk of its seeds where the cluster has more CPUs than final groups
+  (tune.plan.chunks_per_group); of those waiting, the costliest first, so that no long one is left
+  running alone at the end.
 - `StudySchedulers` (a TrialScheduler) keeps one patient ASHA per study, and none for final runs.
 
 One Tune run pays Ray Tune's fixed costs (start-up, new trial workers) once, not once per study.
@@ -24,7 +26,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 import optim
-from tune.plan import Plan, Study, asha_milestones
+from tune.plan import Plan, Study, asha_milestones, chunks_per_group, seed_chunks
 from tune.run_folder import TRIALS_FOLDER, trial_name
 from tune.space import to_optuna
 from tune.trainable import trainable
@@ -83,10 +85,12 @@ class StudyRouter(Searcher):
     """Hands out the trials of every unfinished study, then each study's final runs.
 
     `on_study_done(study, best_config, results)` is called when a study's last trial ended, with
-    each of its trials' last result (trial id -> result, "error" true if it was given up).
+    each of its trials' last result (trial id -> result, "error" true if it was given up). `cpus`:
+    the cluster's, which sets how many trials each final group is split into.
     """
 
-    def __init__(self, plan: Plan, best: dict[str, dict], on_study_done: Callable, finals_done: set[str]):
+    def __init__(self, plan: Plan, best: dict[str, dict], on_study_done: Callable, finals_done: set[str],
+                 cpus: int = 1):
         super().__init__()
         self.studies = [study for study in plan.studies if study.name not in best]
         self.best = dict(best)
@@ -97,6 +101,7 @@ class StudyRouter(Searcher):
         self.issued = {study.name: 0 for study in self.studies}
         self.results: dict[str, dict[str, dict]] = {study.name: {} for study in self.studies}  # last results
         self.finals = [group for group in plan.finals if group.name not in finals_done]
+        self.chunks = chunks_per_group(cpus, len(self.finals))
         self.pending_runs: list[dict] = []
         self.trial_study: dict[str, Study] = {}
         self.params: dict[str, dict] = {}  # the searched values of each tuning trial
@@ -106,7 +111,7 @@ class StudyRouter(Searcher):
         return sum(study.budget.num_samples for study in self.studies)
 
     def final_trials(self) -> int:
-        return len(self.pending_runs) + len(self.finals)
+        return len(self.pending_runs) + sum(len(seed_chunks(group.seeds, self.chunks)) for group in self.finals)
 
     def total_trials(self) -> int:
         return self.tuning_trials() + self.final_trials()
@@ -146,7 +151,7 @@ class StudyRouter(Searcher):
 
     def release_finals(self) -> None:
         for group in [group for group in self.finals if group.study in self.best]:
-            self.pending_runs.append(group.trial_config(self.best[group.study]))
+            self.pending_runs.extend(group.trial_configs(self.best[group.study], self.chunks))
             self.finals.remove(group)
 
 
@@ -168,11 +173,15 @@ def best_config(results: dict[str, dict], study: Study) -> dict:
     return best["params"]
 
 
+def cluster_cpus() -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 def run_trials(plan: Plan, folder: Path, datasets: dict, router: StudyRouter, callbacks: list) -> ray_tune.ResultGrid:
     """One Ray Tune run of everything `router` hands out, in `folder`/TRIALS_FOLDER."""
     # With a custom searcher Ray Tune keeps one trial pending at a time: a trial waiting for a new
     # worker (a cold node) blocks every other, and the trials then all run on the warm workers.
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(1, int(ray.cluster_resources().get("CPU", 1)))))
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(cluster_cpus()))
     tuner = ray_tune.Tuner(
         trainable(datasets),
         tune_config=ray_tune.TuneConfig(search_alg=router, scheduler=StudySchedulers(plan.studies),
