@@ -19,6 +19,7 @@ order that alternates; each turn is timed from Tuner start to end.
 The last line is `before_s=<x> now_s=<y> speedup=<before/now>`.
 """
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -79,14 +80,17 @@ def run_finals(plan: Plan, groups: list, best: dict, datasets: dict, folder: Pat
     part = Plan(studies=[], finals=groups, datasets=plan.datasets)
     router = tune_study.StudyRouter(part, best, on_study_done=None, finals_done=set(), cpus=tune_study.cluster_cpus())
     folder.mkdir(parents=True)
-    tune_study.trainable = one_trial_per_seed if per_seed else trainable
-    started = time.perf_counter()
-    tune_study.run_trials(part, folder, datasets, router, [ResultLog(folder), FinalsDone(folder, DoneRecord(folder), part)])
-    elapsed = time.perf_counter() - started
-    tune_study.trainable = trainable
+    tune_study.trainable = one_trial_per_seed if per_seed else trainable  # what run_trials trains
+    try:
+        started = time.perf_counter()
+        tune_study.run_trials(part, folder, datasets, router,
+                              [ResultLog(folder), FinalsDone(folder, DoneRecord(folder), part)])
+        elapsed = time.perf_counter() - started
+    finally:
+        tune_study.trainable = trainable
     finished = len(read_json(folder / DONE_FILE, {"finals": {}})["finals"])
     if finished != len(groups):
-        sys.exit(f"only {finished} of {len(groups)} trials finished; see {folder}")
+        sys.exit(f"only {finished} of {len(groups)} final groups finished; their trials are in {folder}")
     return elapsed
 
 
@@ -101,7 +105,8 @@ def main() -> None:
     plan = plan_run([specs[name] for name in args.experiments.split(",")], base_seed=0)
     best = default_best(plan)
     if args.best_from:
-        best.update({name: study["best"] for name, study in read_json(args.best_from / DONE_FILE, {"studies": {}})["studies"].items()})
+        finished = read_json(args.best_from / DONE_FILE, {"studies": {}})["studies"]
+        best.update({name: study["best"] for name, study in finished.items()})
     cluster.start_local(args.cpus)
     datasets = {key: as_tensors(load_data(data)) for key, data in plan.datasets.items()}
     member_epochs = {}
@@ -113,16 +118,17 @@ def main() -> None:
     print("| experiment | groups | member-epochs | before (s) | now (s) | before / now |")
     print("|---|---:|---:|---:|---:|---:|")
     totals = {"before": 0.0, "now": 0.0}
-    with tempfile.TemporaryDirectory() as root:
-        for turn, experiment in enumerate(member_epochs):
-            groups = [group for group in plan.finals if group.experiments[0] == experiment]
-            seconds = {}
-            for variant in (("before", "now") if turn % 2 == 0 else ("now", "before")):
-                seconds[variant] = run_finals(plan, groups, best, datasets, Path(root) / f"{experiment}-{variant}",
-                                              per_seed=variant == "before")
-                totals[variant] += seconds[variant]
-            print(f"| {experiment} | {len(groups)} | {sum(member_epochs[experiment]):,} | {seconds['before']:.1f} | "
-                  f"{seconds['now']:.1f} | {seconds['before'] / seconds['now']:.2f} |", flush=True)
+    root = tempfile.mkdtemp(prefix="final-phase-")
+    for turn, experiment in enumerate(member_epochs):
+        groups = [group for group in plan.finals if group.experiments[0] == experiment]
+        seconds = {}
+        for variant in (("before", "now") if turn % 2 == 0 else ("now", "before")):
+            seconds[variant] = run_finals(plan, groups, best, datasets, Path(root) / f"{experiment}-{variant}",
+                                          per_seed=variant == "before")
+            totals[variant] += seconds[variant]
+        print(f"| {experiment} | {len(groups)} | {sum(member_epochs[experiment]):,} | {seconds['before']:.1f} | "
+              f"{seconds['now']:.1f} | {seconds['before'] / seconds['now']:.2f} |", flush=True)
+    shutil.rmtree(root)
     print(f"\nbefore_s={totals['before']:.1f} now_s={totals['now']:.1f} speedup={totals['before'] / totals['now']:.2f}")
 
 
