@@ -10,7 +10,8 @@ subspace iteration (`_filtered_projection`).
 Error bound: on every call the route estimates a bound on its result's relative Frobenius distance
 from the exact truncation, from rounding, the Ritz residuals and the singular-value gap at the cut
 (each route's docstring derives its terms). The result is used only if that estimate is at most
-FAST_ROUTE_TOLERANCE; otherwise, or if the route fails, the exact SVD is computed. The optimizers
+FAST_ROUTE_TOLERANCE; otherwise, or if the route fails, the float64 route is tried, then the exact
+SVD is computed. The optimizers
 promise 1e-4, which tests check against `torch.linalg.svd`; the tolerance is ten times tighter
 because the estimates are partly first-order. As the gap at the cut closes the estimates
 grow without bound, so where the truncation is not unique (equal singular values at the cut) the
@@ -42,9 +43,12 @@ OVERSAMPLING = 10
 REFINED_MAX_SPAN_SHARE = 0.25
 # The subspace-iteration route (_filtered_projection) handles wide matrices with at least
 # FILTERED_MIN_ROWS rows (measured crossover with the float64 `eigh` is about 70) when its subspace, the
-# wanted vectors plus SUBSPACE_OVERSAMPLING, fills at most half of them.
+# wanted vectors plus SUBSPACE_OVERSAMPLING, fills at most FILTERED_MAX_SHARE of them. Above 0.4, on the
+# MLP's gradients the gap the filter works with is small: svd's 100 x 100 layer at rank 34 failed the
+# check on 69% of calls, and lrg at ranks 37-40 cost a quarter more than with the float64 `eigh`.
 SUBSPACE_OVERSAMPLING = 14
 FILTERED_MIN_ROWS = 72
+FILTERED_MAX_SHARE = 0.4
 # Its Chebyshev filter gets the degree that should shrink the unwanted part of the subspace by about
 # e^FILTER_EFFORT, at most MAX_FILTER_DEGREE; if the result misses the tolerance, FILTER_RETRY_DEGREE
 # more degrees are tried once. On the MLP's gradients 1-15% of calls need the retry.
@@ -71,34 +75,41 @@ def low_rank_approximation(
     checked on every call; tests check 1e-4). Non-finite matrices are returned unchanged. Not
     differentiable.
     The fast routes work on the Gram matrix of the shorter side, which is cheaper than
-    `torch.linalg.svd`; when a route's error estimate is too large, the exact float64 SVD is used.
+    `torch.linalg.svd`. When a route's error estimate is too large, the float64 route is tried (about
+    half the cost of the SVD on the MLP's matrices, and its check rarely fails), then the exact float64
+    SVD is used.
     """
     rows, cols = matrix.shape
     if rank >= min(rows, cols):
         return matrix.clone()
-    if rows > cols:
-        return low_rank_approximation(matrix.T, rank, tolerance).T
+    return _approximation(matrix, rank, tolerance, [fast_route(min(rows, cols), rank, matrix.dtype), "float64"])
+
+
+def _approximation(matrix: torch.Tensor, rank: int, tolerance: float, routes: list[str]) -> torch.Tensor:
+    """The first of `routes` to pass its check, else the exact SVD's; rank < min(matrix.shape)."""
+    if matrix.shape[0] > matrix.shape[1]:
+        return _approximation(matrix.T, rank, tolerance, routes).T
     a = matrix.double()
-    route = fast_route(rows, rank, matrix.dtype)
-    try:
-        if route == "filtered":
-            result = _filtered_projection(a, matrix.float(), rank, tolerance)
-        elif route == "float64":
-            result = _float64_projection(a, rank, tolerance)
-        else:
-            result = _refined_projection(a, rank, tolerance)
-    except torch.linalg.LinAlgError:
-        result = None
-    if result is None:
-        if not torch.isfinite(matrix).all():
-            return matrix.clone()
-        return exact_low_rank_approximation(matrix, rank)
-    return result.to(matrix.dtype)
+    for route in dict.fromkeys(routes):
+        try:
+            if route == "filtered":
+                result = _filtered_projection(a, matrix.float(), rank, tolerance)
+            elif route == "float64":
+                result = _float64_projection(a, rank, tolerance)
+            else:
+                result = _refined_projection(a, rank, tolerance)
+        except torch.linalg.LinAlgError:
+            result = None
+        if result is not None:
+            return result.to(matrix.dtype)
+    if not torch.isfinite(matrix).all():
+        return matrix.clone()
+    return exact_low_rank_approximation(matrix, rank)
 
 
 def fast_route(rows: int, rank: int, dtype: torch.dtype) -> str:
     """Which fast route low_rank_approximation takes for a wide matrix with `rows` rows."""
-    if FILTERED_MIN_ROWS <= rows and 2 * (rank + SUBSPACE_OVERSAMPLING) <= rows:
+    if FILTERED_MIN_ROWS <= rows and rank + SUBSPACE_OVERSAMPLING <= FILTERED_MAX_SHARE * rows:
         return "filtered"
     span = min(rank, rows - rank) + OVERSAMPLING
     if rows <= FLOAT64_EIGH_MAX_ROWS or dtype == torch.float64 or span > REFINED_MAX_SPAN_SHARE * rows:
@@ -427,17 +438,20 @@ def truncate_members(matrices: torch.Tensor, ranks: list[int]) -> None:
     in place, as low_rank_approximation computes it; a rank >= min(rows, cols) leaves it alone.
 
     Several members of one rank go through low_rank_approximation's fast route together, batched (the
-    float64 or the subspace-iteration route); the others, and any it does not accept, one by one.
+    float64 or the subspace-iteration route); the others one by one, and any it does not accept on
+    to the fallbacks low_rank_approximation would take next.
     """
     rows, cols = matrices.shape[-2:]
     for rank in sorted(set(ranks)):
         members = [member for member, member_rank in enumerate(ranks) if member_rank == rank]
         if rank >= min(rows, cols):
             continue
-        if len(members) > 1 and fast_route(min(rows, cols), rank, matrices.dtype) != "refined":
+        routes = [fast_route(min(rows, cols), rank, matrices.dtype), "float64"]
+        if len(members) > 1 and routes[0] != "refined":
             members = _batched_truncation(matrices, members, rank)
+            routes = routes[1:] if routes[0] != "float64" else []  # what it tried is not tried again
         for member in members:
-            matrices[member].copy_(low_rank_approximation(matrices[member], rank))
+            matrices[member].copy_(_approximation(matrices[member], rank, FAST_ROUTE_TOLERANCE, routes))
 
 
 def _batched_truncation(matrices: torch.Tensor, members: list[int], rank: int) -> list[int]:
