@@ -13,6 +13,10 @@ behaviour (the functions used only for warm workers are called only when `availa
   defaults, about 1.5 s longer to start;
 - the early --dashboard check (ray._private.utils) -> off: Ray reports missing dashboard
   packages itself, after it started;
+- trial retries (ray.tune.execution.tune_controller): a late error of a trial's failed actor
+  counts as a failure but does not give up a trial already queued to run again
+  (`requeued_trials_survive_late_errors`) -> off: when a node dies, a trial may be given up with
+  retries left;
 - loopback only: Ray binds every service to 127.0.0.1 when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
   is set when Ray is first imported (the public switch of its single-machine mode, named in its
   own messages); run_all.py imports Ray only after start_local set it. If Ray was imported
@@ -44,7 +48,8 @@ def available() -> bool:
     if ray.__version__ == WRITTEN_FOR:
         return True
     log.warning("Ray %s is not the %s this project was written for: warm trial workers, the quiet cluster "
-                "settings and the early --dashboard check are off; runs will be slower, not wrong",
+                "settings, the early --dashboard check and the trial retry fix are off; runs will be slower, "
+                "not wrong",
                 ray.__version__, WRITTEN_FOR)
     return False
 
@@ -126,3 +131,30 @@ def import_trial_actor_modules() -> None:
     # the trial actor's constructor calls it; it imports IPython where that is installed (as
     # with Jupyter), 0.2 s that would otherwise delay the study's first trials
     disable_ipython()
+
+
+def requeued_trials_survive_late_errors() -> None:
+    """Keep Ray Tune from giving up a trial on an error that arrives after the trial was queued again.
+
+    When a node dies, several calls to one trial actor fail at once. Ray Tune 2.60 queues the trial
+    again on the first error (status PENDING) but retries only trials that are RUNNING, so the next
+    error gives it up, whatever max_failures says (seen in test_cluster: a tuning trial given up
+    after two failures, max_failures 3). Such an error is counted against max_failures like any;
+    while failures are left, the trial stays queued."""
+    if not available():
+        return
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+
+    original = TuneController._process_trial_failure
+    if getattr(original, "keeps_requeued_trials", False):
+        return
+
+    def process_trial_failure(controller, trial, exception):
+        if trial.status == Trial.PENDING and trial.run_metadata.num_failures < trial.max_failures:
+            trial.handle_error(exception)
+            return
+        original(controller, trial, exception)
+
+    process_trial_failure.keeps_requeued_trials = True
+    TuneController._process_trial_failure = process_trial_failure

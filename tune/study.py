@@ -26,6 +26,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 import optim
+from tune import ray_internals
 from tune.plan import Plan, Study, asha_milestones, chunks_per_group, seed_chunks
 from tune.run_folder import TRIALS_FOLDER, trial_name
 from tune.space import to_optuna
@@ -179,6 +180,7 @@ def cluster_cpus() -> int:
 
 def run_trials(plan: Plan, folder: Path, datasets: dict, router: StudyRouter, callbacks: list) -> ray_tune.ResultGrid:
     """One Ray Tune run of everything `router` hands out, in `folder`/TRIALS_FOLDER."""
+    ray_internals.requeued_trials_survive_late_errors()
     # With a custom searcher Ray Tune keeps one trial pending at a time: a trial waiting for a new
     # worker (a cold node) blocks every other, and the trials then all run on the warm workers.
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(cluster_cpus()))
