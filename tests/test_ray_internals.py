@@ -1,6 +1,6 @@
 """tune.ray_internals: on the Ray version it was written for, a local Ray's trials run on the workers
-it started with, warmed; on any other, a real run completes with one warning, no warm workers, still
-on loopback only."""
+it started with, warmed, and a trial is given up only past max_failures; on any other, a real run
+completes with one warning, no warm workers, still on loopback only."""
 import json
 import os
 import subprocess
@@ -91,3 +91,27 @@ def test_the_warm_workers_folder_goes_when_the_run_ends():
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.split() == ["1"], done.stdout + done.stderr[-2000:]
     assert set(Path(tempfile.gettempdir()).glob(f"{READY_DIR_PREFIX}*")) - before == set()
+
+
+def test_a_late_error_of_a_requeued_trial_counts_but_does_not_give_it_up(ray_session, tmp_path):
+    """When a node dies, several calls to one trial actor fail together. A real TuneController and
+    Trial; Ray Tune 2.60 alone gives the trial up on the second error, retries left or not."""
+    from ray.exceptions import RayActorError
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+
+    ray_internals.requeued_trials_survive_late_errors()
+    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="late")
+    controller = TuneController(storage=storage)
+    trial = Trial("__fake", stub=True, storage=storage, max_failures=2)
+    trial.storage.trial_dir_name = "trial"
+    Path(trial.local_path).mkdir(parents=True)
+    controller.add_trial(trial)
+    controller._set_trial_status(trial, Trial.RUNNING)  # as when its actor runs it
+    statuses = []
+    for _ in range(3):
+        controller._process_trial_failure(trial, RayActorError())
+        statuses.append(trial.status)
+    assert statuses == [Trial.PENDING, Trial.PENDING, Trial.ERROR]  # given up only past max_failures
+    assert trial.run_metadata.num_failures == 3
