@@ -95,6 +95,11 @@ def seed_chunks(seeds: list, chunks: int) -> list[list]:
     return [seeds[start:end] for start, end in zip(bounds, bounds[1:])]
 
 
+def final_trial_count(groups: list, chunks: int) -> int:
+    """How many trials final `groups` are handed out as, each split into `chunks` (seed_chunks)."""
+    return sum(len(seed_chunks(group.seeds, chunks)) for group in groups)
+
+
 def chunks_per_group(cpus: int, groups: int) -> int:
     """Trials per final group: one, or where the cluster has more CPUs than final groups, as many as
     keep every CPU training. A member trains the same in any population (tune.loop.train_population),
@@ -116,8 +121,7 @@ class Plan:
         final_epochs = sum(len(group.seeds) * group.fixed["epochs"] for group in self.finals)
         seconds = RUN_FIXED_S + (tuning_epochs * ASHA_SHARE * TUNING_EPOCH_CPU_S + final_epochs * FINAL_MEMBER_EPOCH_CPU_S) / cpus
         experiments = {name for study in self.studies for name in study.experiments}
-        chunks = chunks_per_group(cpus, len(self.finals))
-        populations = sum(len(seed_chunks(group.seeds, chunks)) for group in self.finals)
+        populations = final_trial_count(self.finals, chunks_per_group(cpus, len(self.finals)))
         return (f"plan: {len(experiments)} experiments, {len(self.studies)} studies, {trials:,} tuning trials, "
                 f"{runs:,} final runs in {populations} populations; at most {tuning_epochs + final_epochs:,} "
                 f"epochs; about {_duration(seconds)} on {cpus} CPUs")

@@ -27,7 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 import optim
 from tune import ray_internals
-from tune.plan import Plan, Study, asha_milestones, chunks_per_group, seed_chunks
+from tune.plan import Plan, Study, asha_milestones, chunks_per_group, final_trial_count
 from tune.run_folder import TRIALS_FOLDER, trial_name
 from tune.space import to_optuna
 from tune.trainable import trainable
@@ -112,7 +112,7 @@ class StudyRouter(Searcher):
         return sum(study.budget.num_samples for study in self.studies)
 
     def final_trials(self) -> int:
-        return len(self.pending_runs) + sum(len(seed_chunks(group.seeds, self.chunks)) for group in self.finals)
+        return len(self.pending_runs) + final_trial_count(self.finals, self.chunks)
 
     def total_trials(self) -> int:
         return self.tuning_trials() + self.final_trials()
